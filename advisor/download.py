@@ -9,6 +9,7 @@ hash was given) is the file moved into place, atomically.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -70,11 +71,12 @@ def download_url(
     request = urllib.request.Request(url, headers={"User-Agent": "advisor"})
     if start:
         request.add_header("Range", f"bytes={start}-")
+    received = start
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             resumed = start > 0 and response.status == 206
             if not resumed:
-                start = 0
+                start = received = 0
             length = response.headers.get("Content-Length")
             total = int(length) + start if length is not None else None
             with (
@@ -90,12 +92,21 @@ def download_url(
             ):
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        reason = getattr(err, "reason", err)
+    except urllib.error.HTTPError as err:
+        raise AdvisorError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        reason = getattr(err, "reason", None) or type(err).__name__
         raise AdvisorError(
-            f"download of {url} failed ({reason}); the partial file is kept and will resume"
+            f"download of {url} was interrupted ({reason}); run again to resume from the "
+            "partial file that was kept"
         ) from None
+    if total is not None and received < total:
+        raise AdvisorError(
+            f"download of {url} was interrupted after {received} of {total} bytes; run again "
+            "to resume from the partial file that was kept"
+        )
     if sha256 is not None:
         got = sha256_file(part)
         if got != sha256.lower():
