@@ -25,7 +25,14 @@ from tqdm.auto import tqdm
 from advisor.cache import atomic_path, cache_dir
 from advisor.errors import AdvisorError
 from advisor.features import extractor_protocol, get_extractor
-from advisor.images import ImageSet, LoadReport, Skipped, iter_batches, open_image_set
+from advisor.images import (
+    DECODE_POLICY,
+    ImageSet,
+    LoadReport,
+    Skipped,
+    iter_batches,
+    open_image_set,
+)
 
 #: Suffixes read as feature files rather than image sources.
 FEATURE_SUFFIXES = (".npz", ".npy")
@@ -230,8 +237,8 @@ def _write_npz(path: Path, feature_set: FeatureSet) -> None:
 
 
 def _cache_key(image_set: ImageSet, protocol_key: str) -> str:
-    content = image_set.content_hash()
-    return hashlib.sha256(f"{_FORMAT}\n{content}\n{protocol_key}".encode()).hexdigest()
+    parts = (_FORMAT, DECODE_POLICY, image_set.content_hash(), protocol_key)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _read_cache(key: str, source: str) -> FeatureSet | None:
