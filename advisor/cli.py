@@ -203,3 +203,13 @@ def compare(reference: str, candidate: str, as_json: bool, **kw: Any) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(result.format_text())
+
+
+def _register_subcommands() -> None:
+    from advisor.checkpoints_cli import checkpoints_group, generate_command
+
+    main.add_command(checkpoints_group)
+    main.add_command(generate_command)
+
+
+_register_subcommands()
