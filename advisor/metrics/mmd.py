@@ -1,0 +1,191 @@
+"""Kernel Inception Distance: unbiased MMD^2 with the kernel ``(x.y / D + 1)^3`` over subsets.
+
+``num_subsets`` subsets of ``min(subset_size, N_ref, N_cand)`` rows are drawn exactly as
+torch-fidelity draws them (``np.random.RandomState(seed)``; per subset, reference rows then
+candidate rows, each ``choice(n, size, replace=False)``), so values equal torch-fidelity's; the
+std is over subsets (``ddof=0``), as torch-fidelity's. Kernel sums come either per subset, or
+from one blocked pass over the full kernel matrices that serves all subsets at once (and any
+bootstrap resamples); the cheaper route is picked by shape. All arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from advisor.metrics.inputs import as_pair, row_slices
+
+
+def _poly_kernel_(gram: np.ndarray, dim: int) -> np.ndarray:
+    """In place: ``(gram / dim + 1) ** 3``."""
+    gram *= 1.0 / dim
+    gram += 1.0
+    square = gram * gram
+    gram *= square
+    return gram
+
+
+def kid_subset_size(subset_size: int, n1: int, n2: int) -> tuple[int, str | None]:
+    if subset_size < 2:
+        raise ValueError(f"KID subset size must be at least 2, got {subset_size}")
+    size = min(subset_size, n1, n2)
+    if size == subset_size:
+        return size, None
+    note = (
+        f"KID subset size {subset_size} exceeds the smaller set "
+        f"({min(n1, n2)} samples); used {size}"
+    )
+    return size, note
+
+
+def kid_subsets(
+    n1: int, n2: int, size: int, num_subsets: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices [S, size] per set, drawn exactly as torch-fidelity draws them."""
+    if num_subsets < 1:
+        raise ValueError(f"KID needs at least 1 subset, got {num_subsets}")
+    rng = np.random.RandomState(seed)
+    idx1 = np.empty((num_subsets, size), dtype=np.int64)
+    idx2 = np.empty((num_subsets, size), dtype=np.int64)
+    for s in range(num_subsets):
+        idx1[s] = rng.choice(n1, size, replace=False)
+        idx2[s] = rng.choice(n2, size, replace=False)
+    return idx1, idx2
+
+
+def _within_dense(k: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per column of counts ``w`` [m, C]: mean of kernel matrix ``k`` [m, m] over pairs of
+    distinct rows, ``sum_{i != j} w_i w_j k_ij / sum_{i != j} w_i w_j``.
+
+    For a column of ones this is the usual unbiased within-set term; for bootstrap counts it
+    leaves out pairs of copies of one row, whose ``k_ii`` would bias the replicate. A column
+    with fewer than two distinct rows gives NaN.
+    """
+    squares = w * w
+    quad = np.einsum("ic,ic->c", w, k @ w) - squares.T @ np.diagonal(k)
+    return _ratio(quad, w.sum(axis=0) ** 2 - squares.sum(axis=0))
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den``, NaN where ``den`` is 0 (a resample that left out the subset's rows)."""
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+
+
+def _direct(
+    x: np.ndarray, y: np.ndarray, idx1: np.ndarray, idx2: np.ndarray, w1: np.ndarray, w2: np.ndarray
+) -> np.ndarray:
+    """MMD^2 [S, C]: kernel matrices built per subset pair, columns of counts ``w1`` [n1, C],
+    ``w2`` [n2, C] restricted to the subset's rows (cheap when N is large)."""
+    dim = x.shape[1]
+    out = np.empty((len(idx1), w1.shape[1]))
+    for s, (i, j) in enumerate(zip(idx1, idx2, strict=True)):
+        xs, ys, c1, c2 = x[i], y[j], w1[i], w2[j]
+        within1 = _within_dense(_poly_kernel_(xs @ xs.T, dim), c1)
+        within2 = _within_dense(_poly_kernel_(ys @ ys.T, dim), c2)
+        across = np.einsum("ic,ic->c", c1, _poly_kernel_(xs @ ys.T, dim) @ c2)
+        out[s] = within1 + within2 - 2 * _ratio(across, c1.sum(axis=0) * c2.sum(axis=0))
+    return out
+
+
+def _mean_within(x: np.ndarray, w: np.ndarray, block_rows: int | None) -> np.ndarray:
+    """:func:`_within_dense` for K = kernel(x, x) without holding K: upper row strips, each
+    strip right of its diagonal block standing for its mirror image too."""
+    n, dim = x.shape
+    quad = np.zeros(w.shape[1])
+    for rows in row_slices(n, n, block_rows):
+        k = _poly_kernel_(x[rows] @ x[rows.start :].T, dim)
+        width = rows.stop - rows.start
+        kw = k[:, :width] @ w[rows]
+        if rows.stop < n:
+            kw += 2.0 * (k[:, width:] @ w[rows.stop :])
+        quad += np.einsum("ic,ic->c", w[rows], kw)
+    squares = w * w
+    quad -= squares.T @ _poly_kernel_(np.einsum("ij,ij->i", x, x), dim)
+    return _ratio(quad, w.sum(axis=0) ** 2 - squares.sum(axis=0))
+
+
+def _full(
+    x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, block_rows: int | None
+) -> np.ndarray:
+    """MMD^2 [C] of each column pair of counts ``w1`` [n1, C], ``w2`` [n2, C] in one blocked
+    pass over the full kernel matrices: subset indicators and bootstrap counts alike."""
+    dim = x.shape[1]
+    across = np.zeros(w1.shape[1])
+    for rows in row_slices(len(x), len(y), block_rows):
+        k = _poly_kernel_(x[rows] @ y.T, dim)
+        across += np.einsum("ic,ic->c", w1[rows], k @ w2)
+    within1, within2 = _mean_within(x, w1, block_rows), _mean_within(y, w2, block_rows)
+    return within1 + within2 - 2 * across / (w1.sum(axis=0) * w2.sum(axis=0))
+
+
+def uses_full(n1: int, n2: int, size: int, subsets: int, resamples: int, dim: int) -> bool:
+    """True when one pass over the full kernel matrices costs fewer multiply-adds than
+    ``subsets`` kernel matrices of ``size`` rows (each also serving ``resamples`` columns)."""
+    pairs = n1 * n1 + n2 * n2 + n1 * n2
+    full = pairs / 2 * dim + pairs * (subsets + resamples)
+    direct = subsets * 3 * size * size * (dim + 1 + resamples)
+    return full <= direct
+
+
+def _indicators(idx: np.ndarray, n: int) -> np.ndarray:
+    w = np.zeros((n, len(idx)))
+    w[idx, np.arange(len(idx))[:, None]] = 1.0
+    return w
+
+
+def kid_replicates(
+    x: np.ndarray,
+    y: np.ndarray,
+    idx1: np.ndarray,
+    idx2: np.ndarray,
+    counts1: np.ndarray | None = None,
+    counts2: np.ndarray | None = None,
+    *,
+    full: bool | None = None,
+    block_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MMD^2 per subset [S], and per bootstrap resample [B] (empty without counts).
+
+    ``counts1`` [B, n1], ``counts2`` [B, n2]: how often each row appears in each resample. A
+    resample's value is the KID of its weighted rows: over the full data on the full route,
+    averaged over the same subsets (weighted) on the direct route. ``full`` forces a route
+    (None: the cheaper one).
+    """
+    (n1, dim), n2 = x.shape, len(y)
+    if counts1 is None or counts2 is None:
+        counts1, counts2 = np.empty((0, n1)), np.empty((0, n2))
+    subsets, resamples = len(idx1), len(counts1)
+    if full is None:
+        full = uses_full(n1, n2, idx1.shape[1], subsets, resamples, dim)
+    if full:
+        w1 = np.hstack([_indicators(idx1, n1), counts1.T])
+        w2 = np.hstack([_indicators(idx2, n2), counts2.T])
+        values = _full(x, y, w1, w2, block_rows)
+        return values[:subsets], values[subsets:]
+    w1 = np.hstack([np.ones((n1, 1)), counts1.T])
+    w2 = np.hstack([np.ones((n2, 1)), counts2.T])
+    values = _direct(x, y, idx1, idx2, w1, w2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN only for 2-row subsets
+        return values[:, 0], np.nanmean(values[:, 1:], axis=0)
+
+
+def kid(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """KID (mean, std over subsets), equal to torch-fidelity's on the same seed.
+
+    ``subset_size`` larger than a set is clamped to the smaller set's size, with a warning.
+    """
+    x, y = as_pair(reference, candidate)
+    size, note = kid_subset_size(subset_size, len(x), len(y))
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    values, _ = kid_replicates(x, y, *kid_subsets(len(x), len(y), size, num_subsets, seed))
+    return float(values.mean()), float(values.std())

@@ -1,0 +1,367 @@
+"""Metric speed and agreement: advisor vs pytorch-fid, prdc and torch-fidelity, same features.
+
+Sections, each run side by side in one process on the same synthetic features (float32,
+non-negative, correlated and tie-free, like Inception pool features):
+- ``fid``: pytorch-fid's statistics (``np.mean``/``np.cov``, as its
+  ``calculate_activation_statistics``) and its ``calculate_frechet_distance`` (scipy ``sqrtm``),
+  timed apart, against advisor's ``feature_stats`` + ``fid_from_stats`` and ``fid`` end to end.
+  The headline ratio is the distance step alone (the ``sqrtm`` the issue is about).
+- ``prdc``: ``prdc.compute_prdc`` vs advisor's ``precision_recall_density_coverage`` with the
+  same k for all four, values side by side. prdc gets the float32 features as they come (sklearn
+  computes in float64 and returns float32 distances); advisor computes in float64.
+- ``prdc_large``: advisor alone at N = 50,000 in a child process, peak RSS from ``getrusage``
+  (features included).
+- ``kid``: torch-fidelity's ``kid_features_to_metric`` on the same float32 tensors (it then
+  computes in float32) vs advisor's ``kid`` (float64), same subsets.
+- ``compare``: advisor's ``compare_features`` with default options (bootstrap intervals on) at
+  the large size and at 300 samples.
+- feature extraction: ``benchmarks/extraction.py`` (the lead's), when present, adds its keys.
+
+Run alone on an idle machine; ``--quick`` is a smoke run with small sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy
+import sklearn
+import torch
+
+from advisor.metrics import (
+    MetricOptions,
+    compare_features,
+    feature_stats,
+    fid,
+    fid_from_stats,
+    kid,
+    precision_recall_density_coverage,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def synthetic_features(n: int, dim: int, *, seed: int, shift: float = 0.0) -> np.ndarray:
+    """float32 [n, dim]: a 64-d latent through a fixed mixing, plus noise, then ReLU."""
+    mixing = np.random.default_rng(12345).standard_normal((64, dim), dtype=np.float32) / 8
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 64), dtype=np.float32) @ mixing
+    x += 0.5 * rng.standard_normal((n, dim), dtype=np.float32) + np.float32(shift)
+    return np.maximum(x, 0, out=x)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def machine_info() -> dict[str, object]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def fid_section(n: int, dim: int) -> dict[str, object]:
+    import warnings
+
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    ref, cand = synthetic_features(n, dim, seed=1), synthetic_features(n, dim, seed=2, shift=0.05)
+
+    def peer_stats():
+        return [(np.mean(a, axis=0), np.cov(a, rowvar=False)) for a in (ref, cand)]
+
+    peer_stats_s, ((mu1, s1), (mu2, s2)) = timed(peer_stats)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # scipy's sqrtm(disp=...)
+        peer_dist_s, peer_value = timed(lambda: calculate_frechet_distance(mu1, s1, mu2, s2))
+    ours_stats_s, (a, b) = timed(lambda: (feature_stats(ref), feature_stats(cand)))
+    ours_dist_s, ours_value = timed(lambda: fid_from_stats(a, b))
+    ours_total_s, ours_total = timed(lambda: fid(ref, cand))
+    return {
+        "n": n,
+        "dim": dim,
+        "pytorch_fid": {"stats_s": peer_stats_s, "distance_s": peer_dist_s, "value": peer_value},
+        "advisor": {
+            "stats_s": ours_stats_s,
+            "distance_s": ours_dist_s,
+            "fid_end_to_end_s": ours_total_s,
+            "value": ours_value,
+            "value_end_to_end": ours_total,
+        },
+        "relative_difference": abs(ours_value - peer_value) / abs(peer_value),
+        "speedup_distance": peer_dist_s / ours_dist_s,
+        "speedup_stats_and_distance": (peer_stats_s + peer_dist_s) / ours_total_s,
+    }
+
+
+def prdc_section(n: int, dim: int, k: int) -> dict[str, object]:
+    from prdc import compute_prdc
+
+    ref, cand = synthetic_features(n, dim, seed=3), synthetic_features(n, dim, seed=4, shift=0.05)
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+        peer_s, peer = timed(lambda: compute_prdc(ref, cand, nearest_k=k))
+    ours_s, ours = timed(lambda: precision_recall_density_coverage(ref, cand, k_pr=k, k_dc=k))
+    names = ("precision", "recall", "density", "coverage")
+    return {
+        "n": n,
+        "dim": dim,
+        "k": k,
+        "prdc_s": peer_s,
+        "advisor_s": ours_s,
+        "speedup": peer_s / ours_s,
+        "prdc": {name: float(peer[name]) for name in names},
+        "advisor": dict(zip(names, ours, strict=True)),
+        "max_abs_difference": max(
+            abs(float(peer[m]) - v) for m, v in zip(names, ours, strict=True)
+        ),
+    }
+
+
+def prdc_child(n: int, dim: int, k: int) -> None:
+    """Runs in a child process: features, then the metric; prints one JSON line."""
+    ref, cand = synthetic_features(n, dim, seed=5), synthetic_features(n, dim, seed=6, shift=0.05)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds, values = timed(lambda: precision_recall_density_coverage(ref, cand, k_pr=k, k_dc=k))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "dim": dim,
+                "k": k,
+                "advisor_s": seconds,
+                "rss_with_features_gib": before / 2**20,
+                "peak_rss_gib": peak / 2**20,
+                "features_gib": 2 * ref.nbytes / 2**30,
+                "values": dict(
+                    zip(("precision", "recall", "density", "coverage"), values, strict=True)
+                ),
+            }
+        )
+    )
+
+
+def prdc_large_section(n: int, dim: int, k: int) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--prdc-child", str(n), str(dim), str(k)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def kid_section(n: int, dim: int, subsets: int, size: int) -> dict[str, object]:
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    ref, cand = synthetic_features(n, dim, seed=7), synthetic_features(n, dim, seed=8, shift=0.05)
+
+    def peer():
+        out = kid_features_to_metric(
+            torch.from_numpy(ref),
+            torch.from_numpy(cand),
+            kid_subsets=subsets,
+            kid_subset_size=size,
+            rng_seed=0,
+            verbose=False,
+        )
+        return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
+
+    peer_s, (peer_mean, peer_std) = timed(peer)
+    ours_s, (mean, std) = timed(lambda: kid(ref, cand, num_subsets=subsets, subset_size=size))
+    return {
+        "n": n,
+        "dim": dim,
+        "subsets": subsets,
+        "subset_size": size,
+        "torch_fidelity_s": peer_s,
+        "advisor_s": ours_s,
+        "speedup": peer_s / ours_s,
+        "torch_fidelity": {"mean": peer_mean, "std": peer_std, "math": "float32"},
+        "advisor": {"mean": mean, "std": std, "math": "float64"},
+        "relative_difference": abs(mean - peer_mean) / abs(peer_mean),
+    }
+
+
+def compare_section(sizes: list[int], dim: int, options: MetricOptions) -> list[dict[str, object]]:
+    rows = []
+    for n in sizes:
+        ref, cand = (
+            synthetic_features(n, dim, seed=9),
+            synthetic_features(n, dim, seed=10, shift=0.05),
+        )
+        seconds, report = timed(lambda r=ref, c=cand: compare_features(r, c, options=options))
+        rows.append({"n": n, "dim": dim, "advisor_s": seconds, "report": report.to_dict()})
+    return rows
+
+
+def extraction_section(args: argparse.Namespace) -> dict[str, object]:
+    # ---- LEAD HOOK: feature-extraction benchmarks live in benchmarks/extraction.py (the lead's).
+    # When that file exists, its extraction_benchmarks(args) runs here and its dict is merged
+    # into the JSON at top level.
+    path = Path(__file__).with_name("extraction.py")
+    if args.skip_extraction or not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location("advisor_benchmark_extraction", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.extraction_benchmarks(args)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = [("section", "advisor s", "peer s", "speedup", "agreement")]
+    if "fid" in results:
+        r = results["fid"]
+        rows.append(
+            (
+                f"FID distance {r['n']}x{r['dim']}",
+                f"{r['advisor']['distance_s']:.3f}",
+                f"{r['pytorch_fid']['distance_s']:.3f}",
+                f"{r['speedup_distance']:.1f}x",
+                f"rel {r['relative_difference']:.1e}",
+            )
+        )
+        rows.append(
+            (
+                "FID stats + distance",
+                f"{r['advisor']['fid_end_to_end_s']:.3f}",
+                f"{r['pytorch_fid']['stats_s'] + r['pytorch_fid']['distance_s']:.3f}",
+                f"{r['speedup_stats_and_distance']:.1f}x",
+                "",
+            )
+        )
+    if "prdc" in results:
+        r = results["prdc"]
+        rows.append(
+            (
+                f"PRDC {r['n']}x{r['dim']} k={r['k']}",
+                f"{r['advisor_s']:.2f}",
+                f"{r['prdc_s']:.2f}",
+                f"{r['speedup']:.1f}x",
+                f"max abs {r['max_abs_difference']:.1e}",
+            )
+        )
+    if "prdc_large" in results:
+        r = results["prdc_large"]
+        rows.append(
+            (
+                f"PRDC {r['n']}x{r['dim']} (alone)",
+                f"{r['advisor_s']:.1f}",
+                "-",
+                "-",
+                f"peak RSS {r['peak_rss_gib']:.2f} GiB",
+            )
+        )
+    if "kid" in results:
+        r = results["kid"]
+        rows.append(
+            (
+                f"KID {r['n']}x{r['dim']} {r['subsets']}x{r['subset_size']}",
+                f"{r['advisor_s']:.2f}",
+                f"{r['torch_fidelity_s']:.2f}",
+                f"{r['speedup']:.1f}x",
+                f"rel {r['relative_difference']:.1e} (peer fp32)",
+            )
+        )
+    for r in results.get("compare", []):
+        rows.append(
+            (
+                f"compare {r['n']}x{r['dim']} (CIs)",
+                f"{r['advisor_s']:.2f}",
+                "-",
+                "-",
+                f"bootstrap {r['report']['options']['bootstrap']}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run with small sizes")
+    parser.add_argument("--dim", type=int, default=None, help="feature dimension (2048)")
+    parser.add_argument("--n-fid", type=int, default=None, help="rows per set for FID (10000)")
+    parser.add_argument("--n-prdc", type=int, default=None, help="rows per set for PRDC (10000)")
+    parser.add_argument("--n-prdc-large", type=int, default=None, help="advisor alone (50000)")
+    parser.add_argument("--n-kid", type=int, default=None, help="rows per set for KID (10000)")
+    parser.add_argument("--kid-subsets", type=int, default=None, help="(100)")
+    parser.add_argument("--kid-subset-size", type=int, default=None, help="(1000)")
+    parser.add_argument("--k", type=int, default=5, help="k for all of PRDC")
+    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip")
+    parser.add_argument("--skip-extraction", action="store_true")
+    parser.add_argument("--extraction-images", type=int, default=None)
+    parser.add_argument(
+        "--out", default=None, help="JSON path (benchmarks/results/metrics[-quick].json)"
+    )
+    parser.add_argument("--prdc-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.prdc_child:
+        prdc_child(*args.prdc_child)
+        return 0
+
+    quick = args.quick
+    dim = args.dim or (512 if quick else 2048)
+    n_fid = args.n_fid or (1000 if quick else 10_000)
+    n_prdc = args.n_prdc or (2000 if quick else 10_000)
+    n_large = args.n_prdc_large or (5000 if quick else 50_000)
+    n_kid = args.n_kid or (2000 if quick else 10_000)
+    subsets = args.kid_subsets or (20 if quick else 100)
+    size = args.kid_subset_size or (500 if quick else 1000)
+    compare_sizes = [n_fid, 300]
+
+    results: dict[str, Any] = {"machine": machine_info(), "quick": quick}
+    sections = {
+        "fid": lambda: fid_section(n_fid, dim),
+        "prdc": lambda: prdc_section(n_prdc, dim, args.k),
+        "prdc_large": lambda: prdc_large_section(n_large, dim, args.k),
+        "kid": lambda: kid_section(n_kid, dim, subsets, size),
+        "compare": lambda: compare_section(compare_sizes, dim, MetricOptions()),
+    }
+    for name, run in sections.items():
+        if name in args.skip:
+            continue
+        print(f"running {name} ...", flush=True)
+        results[name] = run()
+    print_table(results)
+    results.update(extraction_section(args))
+    name = "metrics-quick.json" if quick else "metrics.json"
+    out = Path(args.out or ROOT / "benchmarks" / "results" / name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
