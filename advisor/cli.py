@@ -18,9 +18,15 @@ import click
 from advisor import __version__
 from advisor.errors import AdvisorError
 
+_shown_warnings: set[str] = set()
+
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    click.echo(f"warning: {message}", err=True)
+    """Show each distinct warning once, on one line, on stderr."""
+    text = str(message)
+    if text not in _shown_warnings:
+        _shown_warnings.add(text)
+        click.echo(f"warning: {text}", err=True)
 
 
 class _Group(click.Group):
@@ -41,6 +47,11 @@ class _Group(click.Group):
 def main() -> None:
     """Pick the pretrained StyleGAN2 checkpoint to fine-tune for your images."""
     warnings.showwarning = _one_line_warning
+    # "fp32" means fp32: no TF32 matmuls or convolutions on Ampere+ GPUs.
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def feature_options(func: Callable[..., Any]) -> Callable[..., Any]:

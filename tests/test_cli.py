@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from advisor.cli import main
@@ -66,8 +67,8 @@ def test_compare_json_equals_oracles(feature_files):
     )
     assert out["fid"] == pytest.approx(fid, rel=1e-6)
     kid = kid_features_to_metric(
-        __import__("torch").from_numpy(ref),
-        __import__("torch").from_numpy(cand),
+        torch.from_numpy(ref),
+        torch.from_numpy(cand),
         kid_subsets=20,
         kid_subset_size=200,
         rng_seed=3,

@@ -33,19 +33,18 @@ from advisor.images import RESIZE_POLICY, resize_uint8
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny batches gain nothing from intra-op threads, and on a busy machine OpenMP threads
-    # that wait for each other make them up to 40x slower.
+def _isolated(tmp_path_factory):
+    """A private cache for the whole module (module-scoped fixtures run before function-scoped
+    ones, so the cache must be set at module scope) and one intra-op thread: tiny batches gain
+    nothing from threads, and on a busy machine OpenMP threads waiting for each other make
+    them up to 40x slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADVISOR_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.delenv("ADVISOR_INCEPTION_WEIGHTS", raising=False)
+        yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVISOR_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ADVISOR_INCEPTION_WEIGHTS", raising=False)
 
 
 def random_images(n: int, size: int, seed: int) -> torch.Tensor:
@@ -130,7 +129,7 @@ def test_protocol_without_building_matches_the_built_extractor():
 
 
 @pytest.fixture(scope="module")
-def lite0() -> EfficientNetLite0Features:
+def lite0(_isolated) -> EfficientNetLite0Features:
     return get_extractor("efficientnet-lite0")
 
 

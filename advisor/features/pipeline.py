@@ -107,7 +107,11 @@ def compute_features(
         first = image_set.skipped[0]
         raise AdvisorError(f"{first.path}: {first.reason} (--strict)")
     protocol = extractor_protocol(
-        options.extractor, weights=options.weights, precision=options.precision
+        options.extractor,
+        weights=options.weights,
+        precision=options.precision,
+        offline=options.offline,
+        progress=options.progress,
     )
     key = None
     if options.cache:

@@ -10,6 +10,7 @@ bootstrap resamples); the cheaper route is picked by shape. All arithmetic is fl
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -17,13 +18,20 @@ import numpy as np
 from advisor.metrics.inputs import as_pair, row_slices
 
 
-def _poly_kernel_(gram: np.ndarray, dim: int) -> np.ndarray:
-    """In place: ``(gram / dim + 1) ** 3``."""
-    gram *= 1.0 / dim
-    gram += 1.0
-    square = gram * gram
-    gram *= square
-    return gram
+def _lift(x: np.ndarray) -> np.ndarray:
+    """``[x / sqrt(D), 1]`` [N, D + 1]: products of lifted rows are ``x.y / D + 1``."""
+    n, dim = x.shape
+    out = np.empty((n, dim + 1))
+    np.multiply(x, 1.0 / math.sqrt(dim), out=out[:, :dim])
+    out[:, dim] = 1.0
+    return out
+
+
+def _kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(x.y / D + 1) ** 3`` for lifted rows ``a``, ``b``: [len(a), len(b)]."""
+    k = a @ b.T
+    k *= k * k
+    return k
 
 
 def kid_subset_size(subset_size: int, n1: int, n2: int) -> tuple[int, str | None]:
@@ -75,45 +83,44 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def _direct(
     x: np.ndarray, y: np.ndarray, idx1: np.ndarray, idx2: np.ndarray, w1: np.ndarray, w2: np.ndarray
 ) -> np.ndarray:
-    """MMD^2 [S, C]: kernel matrices built per subset pair, columns of counts ``w1`` [n1, C],
+    """MMD^2 [S, C] for lifted ``x``, ``y``: kernel matrices per subset pair, counts ``w1`` [n1, C],
     ``w2`` [n2, C] restricted to the subset's rows (cheap when N is large)."""
-    dim = x.shape[1]
     out = np.empty((len(idx1), w1.shape[1]))
     for s, (i, j) in enumerate(zip(idx1, idx2, strict=True)):
         xs, ys, c1, c2 = x[i], y[j], w1[i], w2[j]
-        within1 = _within_dense(_poly_kernel_(xs @ xs.T, dim), c1)
-        within2 = _within_dense(_poly_kernel_(ys @ ys.T, dim), c2)
-        across = np.einsum("ic,ic->c", c1, _poly_kernel_(xs @ ys.T, dim) @ c2)
+        within1 = _within_dense(_kernel(xs, xs), c1)
+        within2 = _within_dense(_kernel(ys, ys), c2)
+        across = np.einsum("ic,ic->c", c1, _kernel(xs, ys) @ c2)
         out[s] = within1 + within2 - 2 * _ratio(across, c1.sum(axis=0) * c2.sum(axis=0))
     return out
 
 
 def _mean_within(x: np.ndarray, w: np.ndarray, block_rows: int | None) -> np.ndarray:
-    """:func:`_within_dense` for K = kernel(x, x) without holding K: upper row strips, each
-    strip right of its diagonal block standing for its mirror image too."""
-    n, dim = x.shape
+    """:func:`_within_dense` for K = kernel(x, x) (``x`` lifted) without holding K: upper row
+    strips, each strip right of its diagonal block standing for its mirror image too."""
+    n = len(x)
     quad = np.zeros(w.shape[1])
     for rows in row_slices(n, n, block_rows):
-        k = _poly_kernel_(x[rows] @ x[rows.start :].T, dim)
+        k = _kernel(x[rows], x[rows.start :])
         width = rows.stop - rows.start
         kw = k[:, :width] @ w[rows]
         if rows.stop < n:
             kw += 2.0 * (k[:, width:] @ w[rows.stop :])
         quad += np.einsum("ic,ic->c", w[rows], kw)
     squares = w * w
-    quad -= squares.T @ _poly_kernel_(np.einsum("ij,ij->i", x, x), dim)
+    quad -= squares.T @ np.einsum("ij,ij->i", x, x) ** 3
     return _ratio(quad, w.sum(axis=0) ** 2 - squares.sum(axis=0))
 
 
 def _full(
     x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, block_rows: int | None
 ) -> np.ndarray:
-    """MMD^2 [C] of each column pair of counts ``w1`` [n1, C], ``w2`` [n2, C] in one blocked
-    pass over the full kernel matrices: subset indicators and bootstrap counts alike."""
-    dim = x.shape[1]
+    """MMD^2 [C] for lifted ``x``, ``y``, per column pair of counts ``w1`` [n1, C], ``w2``
+    [n2, C], in one blocked pass over the full kernel matrices: subset indicators and bootstrap
+    counts alike."""
     across = np.zeros(w1.shape[1])
     for rows in row_slices(len(x), len(y), block_rows):
-        k = _poly_kernel_(x[rows] @ y.T, dim)
+        k = _kernel(x[rows], y)
         across += np.einsum("ic,ic->c", w1[rows], k @ w2)
     within1, within2 = _mean_within(x, w1, block_rows), _mean_within(y, w2, block_rows)
     return within1 + within2 - 2 * across / (w1.sum(axis=0) * w2.sum(axis=0))
@@ -161,11 +168,11 @@ def kid_replicates(
     if full:
         w1 = np.hstack([_indicators(idx1, n1), counts1.T])
         w2 = np.hstack([_indicators(idx2, n2), counts2.T])
-        values = _full(x, y, w1, w2, block_rows)
+        values = _full(_lift(x), _lift(y), w1, w2, block_rows)
         return values[:subsets], values[subsets:]
     w1 = np.hstack([np.ones((n1, 1)), counts1.T])
     w2 = np.hstack([np.ones((n2, 1)), counts2.T])
-    values = _direct(x, y, idx1, idx2, w1, w2)
+    values = _direct(_lift(x), _lift(y), idx1, idx2, w1, w2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN only for 2-row subsets
         return values[:, 0], np.nanmean(values[:, 1:], axis=0)

@@ -301,13 +301,41 @@ class SynthesisNetwork(nn.Module):
         noise_generator: NoiseGenerator = None,
         fused_modconv: bool | None = None,
     ) -> torch.Tensor:
-        """Synthesise images; see ``Generator.forward`` for the keyword arguments."""
+        """Synthesise images; see ``Generator.forward`` for the keyword arguments.
+
+        In eval mode the batch runs in chunks of exactly ``eval_chunk(device)`` samples (the last
+        chunk padded with copies of its last sample, whose outputs are dropped). Every kernel
+        then sees the same shapes whatever the caller's batch size, and kernels do not mix
+        samples, so a sample's pixels do not depend on the batch it came in.
+        """
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"expected ws [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        fused = (not self.training) if fused_modconv is None else fused_modconv
+        if fused_modconv is None:  # measured on CPU: shared-weight convolutions are faster
+            fused_modconv = not self.training and ws.device.type == "cuda"
         ws = ws.float()
+        if self.training:
+            return self._run(ws, noise_mode, noise_generator, fused_modconv)
+        chunk = eval_chunk(ws.device)
+        per_sample = noise_mode == "random" and not isinstance(noise_generator, torch.Generator)
+        if per_sample and noise_generator is not None and len(noise_generator) != ws.shape[0]:
+            raise ValueError(f"got {len(noise_generator)} noise generators for {ws.shape[0]} ws")
+        images = []
+        for start in range(0, ws.shape[0], chunk):
+            part = ws[start : start + chunk]
+            gens = noise_generator[start : start + chunk] if per_sample else noise_generator
+            missing = chunk - part.shape[0]
+            if missing:
+                part = torch.cat([part, part[-1:].expand(missing, -1, -1)])
+                if per_sample and gens is not None:  # padding draws from throwaway generators
+                    gens = [*gens, *(torch.Generator(gens[0].device) for _ in range(missing))]
+            images.append(self._run(part, noise_mode, gens, fused_modconv)[: chunk - missing])
+        return torch.cat(images)
+
+    def _run(
+        self, ws: torch.Tensor, noise_mode: str, noise_generator: NoiseGenerator, fused: bool
+    ) -> torch.Tensor:
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
@@ -319,6 +347,15 @@ class SynthesisNetwork(nn.Module):
                 fused=fused,
             )  # fmt: skip
         return img
+
+
+def eval_chunk(device: torch.device) -> int:
+    """Samples per synthesis call in eval mode: a constant per device type (see forward).
+
+    CPU: 4 (measured: 1.3-1.5x the throughput of one-by-one at 32x32, equal at 256x256; a
+    single image costs four). CUDA: 32, untested here, chosen to keep a GPU busy.
+    """
+    return 32 if device.type == "cuda" else 4
 
 
 class Generator(nn.Module):
@@ -361,8 +398,14 @@ class Generator(nn.Module):
         one ``torch.Generator`` for the batch, or one per sample for batch-independent noise),
         ``'none'``. update_w_avg: training-time tracking of ``w_avg``. fused_modconv: grouped
         per-sample convolution (True) or activation scaling around a shared convolution (False);
-        default: fused in eval mode, not fused in train mode.
+        default False, except True in eval mode on CUDA (NVlabs' choice; on CPU the shared
+        convolution measured 1.4-2x faster).
         Returns float32 [N, img_channels, R, R], roughly in [-1, 1] (not clamped).
+
+        Batch independence: in eval mode a sample's pixels do not depend on the batch size or
+        the other samples (given ``noise_mode`` ``'const'``/``'none'``, or ``'random'`` with one
+        generator per sample); see ``SynthesisNetwork.forward``. Tested bit for bit on CPU.
+        In train mode the whole batch runs at once and only float-rounding agreement holds.
         """
         ws = self.mapping(
             z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
