@@ -107,6 +107,14 @@ class CompareResult:
         lines.append(f"{'kid_std':<10} {r.kid_std:>10.5f}   (over KID subsets)")
         lines.append("")
         lines.append("protocol: " + _describe_protocol(self.protocol))
+        o = r.options
+        intervals = (
+            f"bootstrap {o.bootstrap} resamples, seed {o.seed}" if o.bootstrap else "no intervals"
+        )
+        lines.append(
+            f"settings: k={o.k_pr} (precision/recall), k={o.k_dc} (density/coverage), "
+            f"KID {o.kid_subsets} subsets of up to {o.kid_subset_size}, {intervals}"
+        )
         lines.extend(f"note: {note}" for note in r.notes)
         return "\n".join(lines)
 
