@@ -125,6 +125,10 @@ def run_compare(request: CompareRequest) -> CompareResult:
     Feature files are read first (cheap), so a protocol mismatch or a bad file fails before
     any image is decoded. Raises :class:`AdvisorError` on any user-facing problem.
     """
+    try:
+        metric_options = request.metric_options()  # cheap checks before any decoding
+    except ValueError as err:
+        raise AdvisorError(str(err)) from None
     sides: dict[str, FeatureSet | None] = {}
     for role, source in (("reference", request.reference), ("candidate", request.candidate)):
         sides[role] = load_features(source) if is_feature_file(source) else None
@@ -139,9 +143,7 @@ def run_compare(request: CompareRequest) -> CompareResult:
     assert reference is not None and candidate is not None
     protocol = _reconcile(reference, candidate)
     try:
-        report = compare_features(
-            reference.features, candidate.features, options=request.metric_options()
-        )
+        report = compare_features(reference.features, candidate.features, options=metric_options)
     except ValueError as err:
         raise AdvisorError(str(err)) from None
     return CompareResult(reference=reference, candidate=candidate, report=report, protocol=protocol)

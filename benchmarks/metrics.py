@@ -11,8 +11,9 @@ non-negative, correlated and tie-free, like Inception pool features):
   computes in float64 and returns float32 distances); advisor computes in float64.
 - ``prdc_large``: advisor alone at N = 50,000 in a child process, peak RSS from ``getrusage``
   (features included).
-- ``kid``: torch-fidelity's ``kid_features_to_metric`` on the same float32 tensors (it then
-  computes in float32) vs advisor's ``kid`` (float64), same subsets.
+- ``kid``, ``kid_small``: torch-fidelity's ``kid_features_to_metric`` on the same float32 tensors
+  vs advisor's ``kid``, same subsets, at 10,000 rows and at a small target's 2,000. Both take
+  float32 products inside the kernel from float32 features; advisor sums in float64.
 - ``compare``: advisor's ``compare_features`` with default options (bootstrap intervals on) at
   the large size and at 300 samples.
 - feature extraction: ``benchmarks/extraction.py`` (the lead's), when present, adds its keys.
@@ -38,9 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
-import sklearn
-import torch
 
 from advisor.metrics import (
     MetricOptions,
@@ -71,6 +69,10 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def machine_info() -> dict[str, object]:
+    import scipy
+    import sklearn
+    import torch
+
     cpu = platform.processor()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -149,12 +151,23 @@ def prdc_section(n: int, dim: int, k: int) -> dict[str, object]:
     }
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident memory. Linux's ``VmHWM`` starts afresh at exec, whereas
+    ``getrusage``'s maximum carries over the forking parent's."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def prdc_child(n: int, dim: int, k: int) -> None:
-    """Runs in a child process: features, then the metric; prints one JSON line."""
+    """Runs in a child process (numpy and advisor.metrics only): features, then the metric;
+    prints one JSON line."""
     ref, cand = synthetic_features(n, dim, seed=5), synthetic_features(n, dim, seed=6, shift=0.05)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_gib()
     seconds, values = timed(lambda: precision_recall_density_coverage(ref, cand, k_pr=k, k_dc=k))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = peak_rss_gib()
     print(
         json.dumps(
             {
@@ -162,8 +175,8 @@ def prdc_child(n: int, dim: int, k: int) -> None:
                 "dim": dim,
                 "k": k,
                 "advisor_s": seconds,
-                "rss_with_features_gib": before / 2**20,
-                "peak_rss_gib": peak / 2**20,
+                "rss_with_features_gib": before,
+                "peak_rss_gib": peak,
                 "features_gib": 2 * ref.nbytes / 2**30,
                 "values": dict(
                     zip(("precision", "recall", "density", "coverage"), values, strict=True)
@@ -180,6 +193,7 @@ def prdc_large_section(n: int, dim: int, k: int) -> dict[str, object]:
 
 
 def kid_section(n: int, dim: int, subsets: int, size: int) -> dict[str, object]:
+    import torch
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     ref, cand = synthetic_features(n, dim, seed=7), synthetic_features(n, dim, seed=8, shift=0.05)
@@ -205,8 +219,8 @@ def kid_section(n: int, dim: int, subsets: int, size: int) -> dict[str, object]:
         "torch_fidelity_s": peer_s,
         "advisor_s": ours_s,
         "speedup": peer_s / ours_s,
-        "torch_fidelity": {"mean": peer_mean, "std": peer_std, "math": "float32"},
-        "advisor": {"mean": mean, "std": std, "math": "float64"},
+        "torch_fidelity": {"mean": peer_mean, "std": peer_std, "sums": "float32"},
+        "advisor": {"mean": mean, "std": std, "sums": "float64"},
         "relative_difference": abs(mean - peer_mean) / abs(peer_mean),
     }
 
@@ -281,8 +295,7 @@ def print_table(results: dict[str, Any]) -> None:
                 f"peak RSS {r['peak_rss_gib']:.2f} GiB",
             )
         )
-    if "kid" in results:
-        r = results["kid"]
+    for r in (results[key] for key in ("kid", "kid_small") if key in results):
         rows.append(
             (
                 f"KID {r['n']}x{r['dim']} {r['subsets']}x{r['subset_size']}",
@@ -315,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-prdc", type=int, default=None, help="rows per set for PRDC (10000)")
     parser.add_argument("--n-prdc-large", type=int, default=None, help="advisor alone (50000)")
     parser.add_argument("--n-kid", type=int, default=None, help="rows per set for KID (10000)")
+    parser.add_argument("--n-kid-small", type=int, default=None, help="a small target (2000)")
     parser.add_argument("--kid-subsets", type=int, default=None, help="(100)")
     parser.add_argument("--kid-subset-size", type=int, default=None, help="(1000)")
     parser.add_argument("--k", type=int, default=5, help="k for all of PRDC")
@@ -336,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     n_prdc = args.n_prdc or (2000 if quick else 10_000)
     n_large = args.n_prdc_large or (5000 if quick else 50_000)
     n_kid = args.n_kid or (2000 if quick else 10_000)
+    n_kid_small = args.n_kid_small or (500 if quick else 2000)
     subsets = args.kid_subsets or (20 if quick else 100)
     size = args.kid_subset_size or (500 if quick else 1000)
     compare_sizes = [n_fid, 300]
@@ -346,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "prdc": lambda: prdc_section(n_prdc, dim, args.k),
         "prdc_large": lambda: prdc_large_section(n_large, dim, args.k),
         "kid": lambda: kid_section(n_kid, dim, subsets, size),
+        "kid_small": lambda: kid_section(n_kid_small, dim, subsets, min(size, n_kid_small)),
         "compare": lambda: compare_section(compare_sizes, dim, MetricOptions()),
     }
     for name, run in sections.items():

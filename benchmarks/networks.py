@@ -14,14 +14,16 @@ Configurations:
 - ``ref32-c64`` / ``ref32-c128``: the architecture of the NVlabs reference numbers quoted in the
   issue (32x32, z and w 128, 2 mapping layers, channel_base 16384, channel_max 64 or 128,
   batch 32): NVlabs' plain-PyTorch fallback did about 75 and 30 training images/s on the
-  development machine (2 CPU cores). The ratio column divides by those quoted numbers; they were
-  not re-measured side by side by this script.
+  development machine (2 CPU cores). ``train_vs_quoted_reference`` divides by those quoted
+  numbers (fp32, CPU, default batch only). With ``--nvlabs DIR`` (a local stylegan2-ada-pytorch
+  checkout, never part of advisor) the same step is also timed with NVlabs' networks in this
+  process, giving ``train_vs_nvlabs`` at equal architecture and conditions.
 - ``paper256-r32`` / ``paper256-r256``: NVlabs' ``paper256`` config (z and w 512, 8 mapping
   layers, channel_base 16384, channel_max 512, conv_clamp 256, minibatch-std group 8) at 32x32
   and 256x256.
 
     python benchmarks/networks.py [--quick] [--configs NAME ...] [--dtypes fp32 bf16]
-        [--device cpu|cuda] [--batch N] [--steps N] [--threads N] [--out FILE]
+        [--device cpu|cuda] [--batch N] [--steps N] [--threads N] [--nvlabs DIR] [--out FILE]
 
 Writes JSON to ``benchmarks/results/networks.json`` (``--out`` to change).
 """
@@ -32,7 +34,10 @@ import argparse
 import contextlib
 import json
 import platform
+import sys
 import time
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +80,7 @@ def _paper256(res: int, batch: int) -> BenchConfig:
 
 
 CONFIGS = {
-    c.name: c
-    for c in (_ref32(64, 75.0), _ref32(128, 30.0), _paper256(32, 32), _paper256(256, 8))
+    c.name: c for c in (_ref32(64, 75.0), _ref32(128, 30.0), _paper256(32, 32), _paper256(256, 8))
 }
 
 
@@ -120,35 +124,47 @@ def bench_generator(
     return batch / _timed(run, steps, warmup, device)
 
 
-def make_train_step(G: Generator, D: Discriminator, batch: int, dtype: str, device: torch.device):
-    """A closure doing one G step and one D step (non-saturating loss, Adam)."""
+def make_train_step(
+    G: torch.nn.Module,
+    D: torch.nn.Module,
+    generate: Callable[[torch.Tensor, bool], torch.Tensor],
+    discriminate: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    z_dim: int,
+    shape: tuple[int, int, int],
+    batch: int,
+    dtype: str,
+    device: torch.device,
+) -> Callable[[], None]:
+    """A closure doing one G step and one D step (non-saturating loss, Adam).
+
+    ``generate(z, training_g)`` and ``discriminate(img)`` wrap the networks, so the same step
+    times advisor's networks and NVlabs' (``--nvlabs``). ``shape`` is (C, H, W).
+    """
     G.train()
     D.train()
     opt_g = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
     gen = torch.Generator(device=device).manual_seed(0)
-    res, ch = G.config.img_resolution, G.config.img_channels
-    real = torch.rand([batch, ch, res, res], generator=gen, device=device) * 2 - 1
-
-    def generate(grad: bool) -> torch.Tensor:
-        z = torch.randn([batch, G.config.z_dim], generator=gen, device=device)
-        return G(z, noise_mode="random", noise_generator=gen, update_w_avg=grad)
+    real = torch.rand([batch, *shape], generator=gen, device=device) * 2 - 1
 
     def step() -> None:
         G.requires_grad_(True)
         D.requires_grad_(False)
+        z = torch.randn([batch, z_dim], generator=gen, device=device)
         with _autocast(device, dtype):
-            loss_g = F.softplus(-D(generate(True))).mean()
+            loss_g = F.softplus(-discriminate(generate(z, True))).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
 
         G.requires_grad_(False)
         D.requires_grad_(True)
+        z = torch.randn([batch, z_dim], generator=gen, device=device)
         with _autocast(device, dtype):
             with torch.no_grad():
-                fake = generate(False)
-            loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+                fake = generate(z, False)
+            loss_d = F.softplus(discriminate(fake)).mean() + F.softplus(-discriminate(real)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
@@ -156,13 +172,49 @@ def make_train_step(G: Generator, D: Discriminator, batch: int, dtype: str, devi
     return step
 
 
-def bench_train(
-    G: Generator, D: Discriminator, batch: int, dtype: str, steps: int, warmup: int,
-    device: torch.device,
-) -> float:  # fmt: skip
-    """Training images/s (real images consumed per second)."""
-    step = make_train_step(G, D, batch, dtype, device)
-    return batch / _timed(step, steps, warmup, device)
+def advisor_train_step(
+    G: Generator, D: Discriminator, batch: int, dtype: str, device: torch.device
+) -> Callable[[], None]:
+    """``make_train_step`` for advisor's networks (random noise, w_avg tracking)."""
+    noise = torch.Generator(device=device).manual_seed(1)
+
+    def generate(z: torch.Tensor, training_g: bool) -> torch.Tensor:
+        return G(z, noise_mode="random", noise_generator=noise, update_w_avg=training_g)
+
+    cfg = G.config
+    shape = (cfg.img_channels, cfg.img_resolution, cfg.img_resolution)
+    return make_train_step(
+        G, D, generate, D, z_dim=cfg.z_dim, shape=shape, batch=batch, dtype=dtype, device=device
+    )
+
+
+def nvlabs_train_step(
+    checkout: Path, cfg: BenchConfig, batch: int, device: torch.device
+) -> Callable[[], None]:
+    """The same step with NVlabs' own networks imported from a local stylegan2-ada-pytorch
+    checkout (never part of advisor), run with their plain-PyTorch fallback on CPU."""
+    sys.path.insert(0, str(checkout))
+    sys.modules.setdefault("requests", types.ModuleType("requests"))  # dnnlib imports it
+    from training import networks as nv  # optional, user-supplied code, imported lazily
+
+    g, d = cfg.generator, cfg.discriminator
+    torch.manual_seed(0)
+    G = nv.Generator(
+        z_dim=g.z_dim, c_dim=0, w_dim=g.w_dim, img_resolution=g.img_resolution,
+        img_channels=g.img_channels, mapping_kwargs={"num_layers": g.mapping_layers},
+        synthesis_kwargs={"channel_base": g.channel_base, "channel_max": g.channel_max,
+                          "conv_clamp": g.conv_clamp, "architecture": g.architecture},
+    ).to(device)  # fmt: skip
+    D = nv.Discriminator(
+        c_dim=0, img_resolution=d.img_resolution, img_channels=d.img_channels,
+        architecture=d.architecture, channel_base=d.channel_base, channel_max=d.channel_max,
+        conv_clamp=d.conv_clamp, epilogue_kwargs={"mbstd_group_size": d.mbstd_group_size},
+    ).to(device)  # fmt: skip
+    shape = (g.img_channels, g.img_resolution, g.img_resolution)
+    return make_train_step(
+        G, D, lambda z, _: G(z, None), lambda img: D(img, None),
+        z_dim=g.z_dim, shape=shape, batch=batch, dtype="fp32", device=device,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -175,6 +227,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     parser.add_argument("--no-train", action="store_true", help="generator throughput only")
+    parser.add_argument(
+        "--nvlabs", type=Path, help="a stylegan2-ada-pytorch checkout: time its step side by side"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: batch 4, 1 step, 1 warmup, no 256 train"
     )
@@ -197,15 +252,21 @@ def main() -> None:
         D = Discriminator(cfg.discriminator).to(device)
         for dtype in args.dtypes:
             rec = {"config": name, "dtype": dtype, "device": str(device), "batch": batch}
-            rec["generator_img_s"] = bench_generator(G, batch, dtype, args.steps, args.warmup, device)
+            rec["generator_img_s"] = bench_generator(
+                G, batch, dtype, args.steps, args.warmup, device
+            )
             skip_train = args.no_train or (args.quick and cfg.generator.img_resolution > 64)
             if not skip_train:
-                rec["train_img_s"] = bench_train(
-                    G, D, batch, dtype, args.steps, args.warmup, device
-                )
-                if cfg.reference_train_img_s and device.type == "cpu" and dtype == "fp32":
-                    rec["reference_train_img_s"] = cfg.reference_train_img_s
-                    rec["train_vs_reference"] = rec["train_img_s"] / cfg.reference_train_img_s
+                step = advisor_train_step(G, D, batch, dtype, device)
+                rec["train_img_s"] = batch / _timed(step, args.steps, args.warmup, device)
+                quoted = cfg.reference_train_img_s
+                if quoted and dtype == "fp32" and device.type == "cpu" and batch == cfg.batch:
+                    rec["quoted_reference_train_img_s"] = quoted
+                    rec["train_vs_quoted_reference"] = rec["train_img_s"] / quoted
+                if args.nvlabs and dtype == "fp32":
+                    ref = nvlabs_train_step(args.nvlabs, cfg, batch, device)
+                    rec["nvlabs_train_img_s"] = batch / _timed(ref, args.steps, args.warmup, device)
+                    rec["train_vs_nvlabs"] = rec["train_img_s"] / rec["nvlabs_train_img_s"]
             records.append(rec)
             line = "  ".join(
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()

@@ -165,7 +165,8 @@ def test_features_then_compare_on_images(tmp_path):
         (["compare", "{ref}", "{cand}", "--extractor", "resnet9000"], "resnet9000"),
         (["compare", "{ref}", "{bad}"], "dimensions differ"),
         (["compare", "{ref}", "{junk}"], "not a readable feature file"),
-        (["compare", "{ref}", "{tiny}", "--bootstrap", "0"], ""),
+        (["compare", "{ref}", "{tiny}", "--bootstrap", "0"], "k"),
+        (["compare", "{ref}", "{cand}", "--bootstrap", "1"], "bootstrap"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path, feature_files, args, pattern):

@@ -177,6 +177,18 @@ def test_kid_subsets_equal_torch_fidelity(full, seed):
     )
 
 
+def test_kid_on_float32_features_stays_close_to_float64():
+    """float32 features: float32 products inside the kernel, float64 sums (see .mmd)."""
+    x = np.maximum(gaussian(300, 64, seed=40), 0).astype(np.float32)
+    y = np.maximum(gaussian(280, 64, seed=41, shift=0.05), 0).astype(np.float32)
+    assert mmd.products_dtype(x, y) is np.float32
+    assert mmd.products_dtype(x, y.astype(np.float64)) is np.float64
+    exact = torch_fidelity_kid(
+        x.astype(np.float64), y.astype(np.float64), subsets=20, size=100, seed=0
+    )
+    assert kid(x, y, num_subsets=20, subset_size=100) == pytest.approx(exact, rel=1e-5)
+
+
 def test_kid_equals_direct_formula_on_explicit_subsets():
     x, y = gaussian(40, 6, seed=15), gaussian(30, 6, seed=16, shift=0.4)
     idx1, idx2 = mmd.kid_subsets(40, 30, 12, 3, seed=1)
@@ -397,7 +409,8 @@ def test_k_must_be_smaller_than_n():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("bootstrap", -1), ("confidence", 1.0), ("k_pr", 0), ("kid_subset_size", 1)]
+    "field, value",
+    [("bootstrap", -1), ("bootstrap", 1), ("confidence", 1.0), ("k_pr", 0), ("kid_subset_size", 1)],
 )
 def test_bad_options(field, value):
     with pytest.raises(ValueError, match=field):

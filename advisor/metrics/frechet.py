@@ -19,10 +19,13 @@ import numpy as np
 from advisor.metrics.inputs import as_features, as_pair
 
 #: FID bootstrap replicates are capped so that they cost about this many multiply-adds (in
-#: GEMM equivalents; roughly 10 s on two cores) ...
-_BOOTSTRAP_BUDGET = 1.5e11
+#: matrix-product equivalents; a few seconds on two idle cores) ...
+_BOOTSTRAP_BUDGET = 5e10
 #: ... but never fewer than this many (when ``bootstrap`` asks for at least as many).
 _BOOTSTRAP_MIN = 10
+#: A symmetric eigendecomposition, with the factor and products around it, costs about this
+#: many matrix products of its size (measured with OpenBLAS).
+_EIG_COST = 7
 
 
 class SmallSampleWarning(UserWarning):
@@ -121,8 +124,8 @@ def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
 def _fid_uses_gram(n1: int, n2: int, dim: int) -> bool:
     """True when the n1 x n2 route costs fewer multiply-adds than the D x D route."""
     small, large = sorted((n1, n2))
-    gram = n1 * n2 * dim + small * small * large + 4 * small**3
-    cov = (n1 + n2) * dim * dim + 4 * dim**3
+    gram = n1 * n2 * dim + small * small * large + _EIG_COST * small**3
+    cov = (n1 + n2) * dim * dim + _EIG_COST * dim**3
     return gram < cov
 
 
@@ -190,11 +193,9 @@ def fid_bootstrap_count(n1: int, n2: int, dim: int, requested: int) -> int:
     """How many FID replicates to run: all requested when cheap, else a budgeted number."""
     kept = 0.64  # a resample holds about 1 - 1/e of the distinct rows
     small, large = sorted((round(n1 * kept), round(n2 * kept)))
-    # a symmetric eigendecomposition (plus the factor and products around it) costs about
-    # seven matrix products of its size
-    if _fid_uses_gram(n1, n2, dim):
-        cost = small * small * large + 7 * small**3 + (n1 + n2) * dim
+    if _fid_uses_gram(n1, n2, dim):  # the cross-Gram itself is computed once
+        cost = small * small * large + _EIG_COST * small**3 + (n1 + n2) * dim
     else:
-        cost = (small + large) * dim * dim + 7 * dim**3
+        cost = (small + large) * dim * dim + _EIG_COST * dim**3
     affordable = max(_BOOTSTRAP_MIN, int(_BOOTSTRAP_BUDGET // max(cost, 1)))
     return min(requested, affordable)

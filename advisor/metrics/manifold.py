@@ -4,7 +4,7 @@ The k-th nearest-neighbour radius of a row excludes the row itself, and ``d <= r
 inside. precision = fraction of candidate rows inside the reference manifold; recall = fraction of
 reference rows inside the candidate manifold; density and coverage measure candidate rows against
 reference balls (reference = real, candidate = fake). Squared distances come from the
-``|x|^2 + |y|^2 - 2 x.y`` expansion in float64 on features centred at the reference mean, in row
+``|x|^2 + |y|^2 - 2 x.y`` expansion in float64 (as sklearn's, which prdc uses), in row
 blocks: memory grows with N, never with N^2, and self-distance passes compute each pair once.
 """
 
@@ -39,15 +39,20 @@ def _knn_sq_radii(x: np.ndarray, k: int, block_rows: int | None) -> np.ndarray:
         d2 = _sq_dists(x[rows], x[rows.start :], sq[rows], sq[rows.start :])
         width = rows.stop - rows.start
         d2[np.arange(width), np.arange(width)] = np.inf  # the point itself is not a neighbour
-        merged = np.concatenate([best[rows], d2], axis=1)
-        best[rows] = np.partition(merged, k - 1, axis=1)[:, :k]
-        if rows.stop < n:
+        if rows.stop < n:  # first the columns right of the diagonal block, for their own rows
             tail = d2[:, width:]
-            if width > k:
-                tail = np.partition(tail, k - 1, axis=0)[:k]
-            merged = np.concatenate([best[rows.stop :], tail.T], axis=1)
-            best[rows.stop :] = np.partition(merged, k - 1, axis=1)[:, :k]
+            cols = np.partition(tail, k - 1, axis=0)[:k] if width > k else tail
+            best[rows.stop :] = _merge_smallest(best[rows.stop :], cols.T, k)
+        kk = min(k, d2.shape[1])
+        if kk < d2.shape[1]:
+            d2.partition(kk - 1, axis=1)  # in place: the columns were read above
+        best[rows] = _merge_smallest(best[rows], d2[:, :kk], k)
     return np.sort(best, axis=1)
+
+
+def _merge_smallest(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """The k smallest of each row of ``a`` [m, k] and ``b`` [m, j] together (unsorted)."""
+    return np.partition(np.concatenate([a, b], axis=1), k - 1, axis=1)[:, :k]
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,6 @@ def manifold_indicators(
         check_k(k_pr, len(y), "candidate", "precision/recall")
     if k_dc is not None:
         check_k(k_dc, len(x), "reference", "density/coverage")
-    # distances do not change under translation; centring keeps the expansion accurate
-    centre = x.mean(axis=0)
-    x, y = x - centre, y - centre
     ref_knn = _knn_sq_radii(x, max(k for k in (k_pr, k_dc) if k is not None), block_rows)
     sq_x, sq_y = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
     n1, n2 = len(x), len(y)
@@ -91,12 +93,15 @@ def manifold_indicators(
         ind["density"], ind["coverage"] = np.zeros(n2, dtype=np.int64), np.empty(n1, dtype=bool)
     for rows in row_slices(n1, n2, block_rows):
         d2 = _sq_dists(x[rows], y, sq_x[rows], sq_y)
-        if k_pr is not None:
-            ind["precision"] |= (d2 <= ref_pr[rows, None]).any(axis=0)
-            ind["recall"][rows] = (d2 <= cand_pr[None, :]).any(axis=1)
         if k_dc is not None:
-            ind["density"] += (d2 <= ref_dc[rows, None]).sum(axis=0)
+            inside = d2 <= ref_dc[rows, None]
+            ind["density"] += inside.sum(axis=0)
             ind["coverage"][rows] = d2.min(axis=1) <= ref_dc[rows]
+        if k_pr is not None:
+            if k_pr != k_dc:
+                inside = d2 <= ref_pr[rows, None]
+            ind["precision"] |= inside.any(axis=0)
+            ind["recall"][rows] = (d2 <= cand_pr[None, :]).any(axis=1)
     return Indicators(**{f: ind.get(f) for f in ("precision", "recall", "density", "coverage")})
 
 

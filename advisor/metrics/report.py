@@ -1,16 +1,17 @@
 """All metrics for one reference/candidate pair, with seeded bootstrap confidence intervals.
 
 Bootstrap: ``bootstrap`` joint resamples of both sets' rows (with replacement, drawn from
-``np.random.default_rng(seed)``), shared by every metric.
-- precision, recall, density, coverage: the k-NN manifolds stay fixed (computed once); the
-  per-row indicators are resampled. Percentile interval.
-- FID: recomputed on resampled rows (repeated rows weighted, never copied). Each replicate of the
-  D x D route costs an eigendecomposition, so large sets run fewer replicates (a note says so).
-- KID: when one pass over the full kernel matrices is the cheaper route, replicates are the
-  full-data unbiased MMD^2 of each resample; otherwise the subset values are resampled (the note
-  says so: overlapping subsets make that interval too narrow).
-FID and KID replicates are biased by repeated rows, so their spread, not their location, is
-used: the interval is ``value +- z * sd(replicates)`` (FID's lower end clipped at 0).
+``np.random.default_rng(seed)``), shared by every metric; a resample is a vector of row counts,
+so no rows are ever copied.
+- precision, recall, density, coverage: the k-NN manifolds stay fixed (computed once on all
+  rows); the per-row indicators are resampled. Percentile interval.
+- FID: recomputed on each resample. On the D x D route every replicate costs an
+  eigendecomposition, so large sets run fewer replicates (never fewer than 10; a note says so).
+- KID: each resample's KID from its weighted rows (over the full data, or over the same subsets,
+  whichever route is cheaper; see :mod:`advisor.metrics.mmd`).
+FID and KID replicates are biased by repeated rows (a resample holds ~63% distinct rows), so
+their spread, not their location, is used: the interval is ``value +- z * sd(replicates)``
+(FID's lower end clipped at 0).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ _METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 @dataclass(frozen=True, kw_only=True)
 class MetricOptions:
-    """How the metrics are computed; every field travels with the numbers (``to_dict``)."""
+    """How the metrics are computed; every field travels with the numbers (``to_dict``).
+
+    ``k_pr``: k of the k-NN radii for precision/recall; ``k_dc``: for density/coverage.
+    ``kid_subsets`` x ``kid_subset_size``: KID's subsets (the size is clamped to the smaller
+    set). ``seed``: KID's subset draws and the bootstrap. ``bootstrap``: joint resamples for
+    the intervals (0: none); ``confidence``: their coverage.
+    """
 
     k_pr: int = 3
     k_dc: int = 5
@@ -47,8 +54,10 @@ class MetricOptions:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.kid_subset_size < 2:
             raise ValueError(f"kid_subset_size must be at least 2, got {self.kid_subset_size}")
-        if self.bootstrap < 0:
-            raise ValueError(f"bootstrap must be 0 (no intervals) or more, got {self.bootstrap}")
+        if self.bootstrap < 0 or self.bootstrap == 1:
+            raise ValueError(
+                f"bootstrap must be 0 (no intervals) or at least 2, got {self.bootstrap}"
+            )
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must lie strictly between 0 and 1, got {self.confidence}")
 
@@ -67,7 +76,12 @@ class Estimate:
 
 @dataclass(frozen=True)
 class MetricReport:
-    """Every metric for one pair; ``notes`` are caveats about this particular run."""
+    """Every metric for one pair (reference = real/target, candidate = generated/source).
+
+    ``kid_std`` is the spread of KID over its subsets (``ddof=0``, torch-fidelity's
+    ``kernel_inception_distance_std``), not an uncertainty of the mean: ``kid.low``/``high`` is.
+    ``notes`` are caveats about this particular run, one line each.
+    """
 
     fid: Estimate
     kid: Estimate
@@ -124,6 +138,48 @@ def _percentile_interval(value: float, replicates: np.ndarray, confidence: float
     return Estimate(value, float(low), float(high))
 
 
+def _fid_estimate(
+    x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, o: MetricOptions
+) -> tuple[Estimate, list[str]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", frechet.SmallSampleWarning)  # compare reports notes
+        value = frechet.fid(x, y)
+    if not o.bootstrap:
+        return Estimate(value), []
+    count = frechet.fid_bootstrap_count(len(x), len(y), x.shape[1], o.bootstrap)
+    notes = []
+    if count < o.bootstrap:
+        notes.append(
+            f"FID interval from {count} of {o.bootstrap} bootstrap resamples "
+            f"(each costs a {x.shape[1]}-d eigendecomposition)"
+        )
+    reps = frechet.fid_replicates(x, y, w1[:count], w2[:count])
+    return _spread_interval(value, reps, o.confidence, floor=0.0), notes
+
+
+def _manifold_estimates(
+    x: np.ndarray, y: np.ndarray, w1: np.ndarray, w2: np.ndarray, o: MetricOptions
+) -> dict[str, Estimate]:
+    ind = manifold_indicators(x, y, o.k_pr, o.k_dc, None)
+    assert ind.precision is not None and ind.recall is not None
+    assert ind.density is not None and ind.coverage is not None
+    per_row = {  # outcome per row, the resample counts of its set, the divisor
+        "precision": (ind.precision, w2, 1.0),
+        "recall": (ind.recall, w1, 1.0),
+        "density": (ind.density, w2, float(o.k_dc)),
+        "coverage": (ind.coverage, w1, 1.0),
+    }
+    out = {}
+    for name, (outcome, counts, scale) in per_row.items():
+        values = outcome.astype(np.float64) / scale
+        value = float(values.mean())
+        reps = counts @ values / len(values)
+        out[name] = (
+            _percentile_interval(value, reps, o.confidence) if o.bootstrap else Estimate(value)
+        )
+    return out
+
+
 def compare_features(
     reference: np.ndarray,
     candidate: np.ndarray,
@@ -132,8 +188,9 @@ def compare_features(
 ) -> MetricReport:
     """FID, KID, precision, recall, density and coverage of ``candidate`` against ``reference``.
 
-    Inputs are float arrays [N, D] (any float dtype; float64 inside). Raises ``ValueError`` with
-    a one-line message on bad shapes, too few rows, non-finite values, or a k >= N. Emits no
+    Inputs are real arrays [N, D] of any float dtype (float64 inside; KID's kernel products
+    follow float32 inputs, see :mod:`advisor.metrics.mmd`). Raises ``ValueError`` with a
+    one-line message on bad shapes, too few rows, non-finite values, or a k >= N. Emits no
     warnings: caveats (N < D for FID, a clamped KID subset size, fewer FID replicates) go to
     ``notes``. See the module docstring for how the intervals are made.
     """
@@ -154,44 +211,16 @@ def compare_features(
     w1 = _resample_counts(n1, o.bootstrap, rng)
     w2 = _resample_counts(n2, o.bootstrap, rng)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", frechet.SmallSampleWarning)
-        fid_value = frechet.fid(x, y)
-    fid_est = Estimate(fid_value)
-    if o.bootstrap:
-        count = frechet.fid_bootstrap_count(n1, n2, dim, o.bootstrap)
-        if count < o.bootstrap:
-            notes.append(
-                f"FID interval from {count} of {o.bootstrap} bootstrap resamples "
-                f"(each costs a {dim}-d eigendecomposition)"
-            )
-        reps = frechet.fid_replicates(x, y, w1[:count], w2[:count])
-        fid_est = _spread_interval(fid_value, reps, o.confidence, floor=0.0)
+    fid_est, fid_notes = _fid_estimate(x, y, w1, w2, o)
+    notes.extend(fid_notes)
 
     idx1, idx2 = mmd.kid_subsets(n1, n2, size, o.kid_subsets, o.seed)
-    subset_values, kid_reps = mmd.kid_replicates(x, y, idx1, idx2, w1, w2)
+    products = mmd.products_dtype(reference, candidate)
+    subset_values, kid_reps = mmd.kid_replicates(x, y, idx1, idx2, w1, w2, products=products)
     kid_value = float(subset_values.mean())
-    kid_est = Estimate(kid_value)
-    if o.bootstrap:
-        kid_est = _spread_interval(kid_value, kid_reps, o.confidence)
-
-    ind = manifold_indicators(x, y, o.k_pr, o.k_dc, None)
-    assert ind.precision is not None and ind.recall is not None
-    assert ind.density is not None and ind.coverage is not None
-    per_row = {
-        "precision": (ind.precision.astype(np.float64), w2, 1.0),
-        "recall": (ind.recall.astype(np.float64), w1, 1.0),
-        "density": (ind.density.astype(np.float64), w2, float(o.k_dc)),
-        "coverage": (ind.coverage.astype(np.float64), w1, 1.0),
-    }
-    manifold: dict[str, Estimate] = {}
-    for name, (values, counts, scale) in per_row.items():
-        value = float(values.mean() / scale)
-        manifold[name] = (
-            _percentile_interval(value, counts @ values / (len(values) * scale), o.confidence)
-            if o.bootstrap
-            else Estimate(value)
-        )
+    kid_est = (
+        _spread_interval(kid_value, kid_reps, o.confidence) if o.bootstrap else Estimate(kid_value)
+    )
 
     return MetricReport(
         fid=fid_est,
@@ -201,5 +230,5 @@ def compare_features(
         n_candidate=n2,
         options=o,
         notes=tuple(notes),
-        **manifold,
+        **_manifold_estimates(x, y, w1, w2, o),
     )

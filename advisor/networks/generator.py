@@ -318,8 +318,10 @@ class SynthesisNetwork(nn.Module):
         if self.training:
             return self._run(ws, noise_mode, noise_generator, fused_modconv)
         chunk = eval_chunk(ws.device)
-        per_sample = noise_mode == "random" and not isinstance(noise_generator, torch.Generator)
-        if per_sample and noise_generator is not None and len(noise_generator) != ws.shape[0]:
+        per_sample = noise_mode == "random" and not isinstance(
+            noise_generator, torch.Generator | None
+        )
+        if per_sample and len(noise_generator) != ws.shape[0]:
             raise ValueError(f"got {len(noise_generator)} noise generators for {ws.shape[0]} ws")
         images = []
         for start in range(0, ws.shape[0], chunk):
@@ -328,7 +330,7 @@ class SynthesisNetwork(nn.Module):
             missing = chunk - part.shape[0]
             if missing:
                 part = torch.cat([part, part[-1:].expand(missing, -1, -1)])
-                if per_sample and gens is not None:  # padding draws from throwaway generators
+                if per_sample:  # padding draws from throwaway generators
                     gens = [*gens, *(torch.Generator(gens[0].device) for _ in range(missing))]
             images.append(self._run(part, noise_mode, gens, fused_modconv)[: chunk - missing])
         return torch.cat(images)

@@ -165,19 +165,51 @@ def conv2d_resample(
         x = F.conv_transpose2d(x, wt, stride=up, padding=(pyt, pxt), groups=groups)
         pad = (px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt)
         x = upfirdn2d(x, f, padding=pad, gain=up * up)
-    return x if bias is None else x + bias.to(x.dtype).reshape(1, -1, 1, 1)
+    return x if bias is None else x.add_(bias.to(x.dtype).reshape(1, -1, 1, 1))
 
 
 def act_clamp(x: torch.Tensor, *, act: str = "linear", clamp: float | None = None) -> torch.Tensor:
     """Leaky ReLU (slope 0.2) if ``act == 'lrelu'``, then clamp to +-``clamp`` (None: no clamp).
 
-    Gains and biases are expected folded in already (see the module doc).
+    Gains and biases are expected folded in already (see the module doc). ``x`` must be a fresh
+    pre-activation that nothing else holds (a convolution or addition result): it is
+    overwritten in place, which saves CPU allocations (fresh pages for every large tensor).
     """
-    if act == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
-    elif act != "linear":
+    if act not in ("linear", "lrelu"):
         raise ValueError(f"unsupported activation {act!r}")
-    return x if clamp is None else F.hardtanh(x, -clamp, clamp)
+    if act == "linear":
+        return x if clamp is None else F.hardtanh(x, -clamp, clamp)
+    return _LeakyReluClamp.apply(x, clamp)
+
+
+class _LeakyReluClamp(torch.autograd.Function):
+    """In-place ``hardtanh(leaky_relu(x, 0.2), -c, c)``; backward from the saved output.
+
+    The gradient is ``grad * (0.2 if y <= 0 else 1) * (|y| < c)``, computed with the built-in
+    backward kernels so that double backward (R1 and path-length regularisation) works.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, clamp: float | None) -> torch.Tensor:  # noqa: D102
+        F.leaky_relu_(x, LRELU_SLOPE)
+        if clamp is not None:
+            F.hardtanh_(x, -clamp, clamp)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x)
+        ctx.clamp = clamp
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
+        (y,) = ctx.saved_tensors
+        if ctx.clamp is None:
+            return torch.ops.aten.leaky_relu_backward(grad, y, LRELU_SLOPE, True), None
+        grad = torch.ops.aten.hardtanh_backward(grad, y, -ctx.clamp, ctx.clamp)
+        if torch.is_grad_enabled():  # double backward: stay differentiable
+            return torch.ops.aten.leaky_relu_backward(grad, y, LRELU_SLOPE, True), None
+        # ``grad`` is our own fresh tensor here: reuse its memory.
+        lrelu_backward = torch.ops.aten.leaky_relu_backward.grad_input
+        return lrelu_backward(grad, y, LRELU_SLOPE, True, grad_input=grad), None
 
 
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -269,15 +301,17 @@ def _scale_add(
     if noise is not None and not per_sample_noise:
         n = noise.reshape(noise.shape[-2:]) * gain
         extra = n if extra is None else extra + n
+    # ``out`` is a fresh convolution result (convolutions do not save their output), and so is
+    # every intermediate here: adding in place is safe for autograd and saves allocations.
     if scale is not None:
         scale = scale.to(dt).reshape(*scale.shape, 1, 1)
         if per_sample_noise:
             out = torch.addcmul((noise * gain).to(dt), out, scale)
-            return out if extra is None else out + extra.to(dt)
+            return out if extra is None else out.add_(extra.to(dt))
         return out * scale if extra is None else torch.addcmul(extra.to(dt), out, scale)
     if per_sample_noise:
-        out = out + (noise * gain).to(dt)
-    return out if extra is None else out + extra.to(dt)
+        out = out.add_((noise * gain).to(dt))
+    return out if extra is None else out.add_(extra.to(dt))
 
 
 def _grouped_conv(
