@@ -200,21 +200,41 @@ def nvlabs_train_step(
     g, d = cfg.generator, cfg.discriminator
     torch.manual_seed(0)
     G = nv.Generator(
-        z_dim=g.z_dim, c_dim=0, w_dim=g.w_dim, img_resolution=g.img_resolution,
-        img_channels=g.img_channels, mapping_kwargs={"num_layers": g.mapping_layers},
-        synthesis_kwargs={"channel_base": g.channel_base, "channel_max": g.channel_max,
-                          "conv_clamp": g.conv_clamp, "architecture": g.architecture},
-    ).to(device)  # fmt: skip
+        z_dim=g.z_dim,
+        c_dim=0,
+        w_dim=g.w_dim,
+        img_resolution=g.img_resolution,
+        img_channels=g.img_channels,
+        mapping_kwargs={"num_layers": g.mapping_layers},
+        synthesis_kwargs={
+            "channel_base": g.channel_base,
+            "channel_max": g.channel_max,
+            "conv_clamp": g.conv_clamp,
+            "architecture": g.architecture,
+        },
+    ).to(device)
     D = nv.Discriminator(
-        c_dim=0, img_resolution=d.img_resolution, img_channels=d.img_channels,
-        architecture=d.architecture, channel_base=d.channel_base, channel_max=d.channel_max,
-        conv_clamp=d.conv_clamp, epilogue_kwargs={"mbstd_group_size": d.mbstd_group_size},
-    ).to(device)  # fmt: skip
+        c_dim=0,
+        img_resolution=d.img_resolution,
+        img_channels=d.img_channels,
+        architecture=d.architecture,
+        channel_base=d.channel_base,
+        channel_max=d.channel_max,
+        conv_clamp=d.conv_clamp,
+        epilogue_kwargs={"mbstd_group_size": d.mbstd_group_size},
+    ).to(device)
     shape = (g.img_channels, g.img_resolution, g.img_resolution)
     return make_train_step(
-        G, D, lambda z, _: G(z, None), lambda img: D(img, None),
-        z_dim=g.z_dim, shape=shape, batch=batch, dtype="fp32", device=device,
-    )  # fmt: skip
+        G,
+        D,
+        lambda z, _: G(z, None),
+        lambda img: D(img, None),
+        z_dim=g.z_dim,
+        shape=shape,
+        batch=batch,
+        dtype="fp32",
+        device=device,
+    )
 
 
 def main() -> None:

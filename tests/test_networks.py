@@ -177,8 +177,9 @@ def _fill_like_reference(module: torch.nn.Module, seed: int) -> None:
 
 
 def _tiny_g(**overrides) -> Generator:
-    kw = dict(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=256,
-              channel_max=16)  # fmt: skip
+    kw = dict(
+        z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=256, channel_max=16
+    )
     kw.update(overrides)
     torch.manual_seed(0)
     G = Generator(GeneratorConfig(**kw))
@@ -223,8 +224,9 @@ def test_config_from_nvlabs_kwargs_stylegan2_ada_layout():
 def test_config_from_nvlabs_kwargs_stylegan3_repository_layout():
     # networks_stylegan2 in the StyleGAN3 repo: synthesis kwargs flat, other class defaults.
     flat = {k: v for k, v in NV_G_KWARGS.items() if k != "synthesis_kwargs"}
-    flat.update(channel_base=256, channel_max=16, num_fp16_res=4,
-                fused_modconv_default="inference_only")  # fmt: skip
+    flat.update(
+        channel_base=256, channel_max=16, num_fp16_res=4, fused_modconv_default="inference_only"
+    )
     cfg = GeneratorConfig.from_nvlabs_kwargs(flat, module="training.networks_stylegan2")
     assert (cfg.channel_base, cfg.conv_clamp, cfg.w_avg_beta) == (256, 256, 0.998)
     d = DiscriminatorConfig.from_nvlabs_kwargs(
@@ -290,12 +292,17 @@ def test_architecture_variants_change_keys_like_nvlabs():
     skips = {f"synthesis.b{r}.skip.{n}" for r in (8, 16) for n in ("weight", "resample_filter")}
     assert g["resnet"] - g["orig"] == skips
     d = {a: set(_shapes(_tiny_d(architecture=a))) for a in ("skip", "orig", "resnet")}
-    assert d["resnet"] - d["orig"] == {f"b{r}.skip.{n}" for r in (8, 16)
-                                       for n in ("weight", "resample_filter")}  # fmt: skip
+    assert d["resnet"] - d["orig"] == {
+        f"b{r}.skip.{n}" for r in (8, 16) for n in ("weight", "resample_filter")
+    }
     assert d["skip"] - d["orig"] == {
-        "b8.fromrgb.weight", "b8.fromrgb.bias", "b8.fromrgb.resample_filter",
-        "b4.fromrgb.weight", "b4.fromrgb.bias", "b4.fromrgb.resample_filter",
-    }  # fmt: skip
+        "b8.fromrgb.weight",
+        "b8.fromrgb.bias",
+        "b8.fromrgb.resample_filter",
+        "b4.fromrgb.weight",
+        "b4.fromrgb.bias",
+        "b4.fromrgb.resample_filter",
+    }
 
 
 @pytest.mark.parametrize("res", sorted(NV_DEFAULT_COUNTS))
@@ -320,14 +327,17 @@ def test_matches_nvlabs_reference_outputs():
         for psi, key in ((1.0, "psi1"), (0.5, "psi05")):
             img = G(z, truncation_psi=psi)
             assert img.dtype == torch.float32 and img.shape == (4, 3, 16, 16)
-            torch.testing.assert_close(img.mean(dim=[1, 2, 3]), torch.tensor(NV_REF[f"{key}_mean"]),
-                                       rtol=0, atol=2e-6)  # fmt: skip
-            torch.testing.assert_close(img[:, :, 5, 11], torch.tensor(NV_REF[f"{key}_pixels"]),
-                                       rtol=0, atol=2e-5)  # fmt: skip
+            torch.testing.assert_close(
+                img.mean(dim=[1, 2, 3]), torch.tensor(NV_REF[f"{key}_mean"]), rtol=0, atol=2e-6
+            )
+            torch.testing.assert_close(
+                img[:, :, 5, 11], torch.tensor(NV_REF[f"{key}_pixels"]), rtol=0, atol=2e-5
+            )
             if psi == 1.0:
                 logits = D(img).flatten()
-                torch.testing.assert_close(logits, torch.tensor(NV_REF["d_logits"]),
-                                           rtol=0, atol=1e-5)  # fmt: skip
+                torch.testing.assert_close(
+                    logits, torch.tensor(NV_REF["d_logits"]), rtol=0, atol=1e-5
+                )
         none = G(z, noise_mode="none").mean(dim=[1, 2, 3])
         torch.testing.assert_close(none, torch.tensor(NV_REF["none_mean"]), rtol=0, atol=2e-6)
         # The non-fused (training) path computes the same function.
@@ -380,8 +390,12 @@ def test_random_noise_with_one_generator_per_sample_is_batch_independent():
 
     with torch.no_grad():
         full = G(z, noise_mode="random", noise_generator=gens(seeds))
-        singles = torch.cat([G(z[i : i + 1], noise_mode="random", noise_generator=gens([s]))
-                             for i, s in enumerate(seeds)])  # fmt: skip
+        singles = torch.cat(
+            [
+                G(z[i : i + 1], noise_mode="random", noise_generator=gens([s]))
+                for i, s in enumerate(seeds)
+            ]
+        )
         const = G(z, noise_mode="const")
         again = G(z, noise_mode="random", noise_generator=gens(seeds))
     assert torch.equal(full, singles) and torch.equal(full, again)
@@ -392,9 +406,19 @@ def test_random_noise_with_one_generator_per_sample_is_batch_independent():
         G(z, noise_mode="random", noise_generator=gens([0, 1]))
 
 
-def test_eval_chunk_is_fixed_per_device_type():
-    assert eval_chunk(torch.device("cpu")) >= 2  # grouped convolutions need >= 2 groups
-    assert eval_chunk(torch.device("cpu")) == eval_chunk(torch.device("cpu"))
+def test_eval_mode_always_synthesises_fixed_size_chunks():
+    G = _tiny_g()
+    seen = []
+    G.synthesis.b8.conv0.register_forward_hook(lambda m, args, out: seen.append(out.shape[0]))
+    with torch.no_grad():
+        for n in (1, 3, 7, 9):
+            assert G(z_from_seeds(range(n), 16)).shape[0] == n
+    chunk = eval_chunk(torch.device("cpu"))
+    assert set(seen) == {chunk}  # padded up to the chunk, whatever the batch
+    G.train()
+    seen.clear()
+    G(z_from_seeds(range(3), 16))
+    assert seen == [3]  # training runs the batch as given
 
 
 def test_samples_are_deterministic_per_seed_across_instances():
@@ -483,9 +507,16 @@ def test_modulated_conv_grouped_and_shared_equal_a_naive_loop(up, demodulate):
     expected = _naive_modconv(x, weight, styles, demodulate=demodulate, up=up)
     for fused in (True, False):
         out = ops.modulated_conv2d(
-            x, weight, styles, up=up, padding=1, resample_filter=f, demodulate=demodulate,
-            flip_weight=up == 1, fused=fused,
-        )  # fmt: skip
+            x,
+            weight,
+            styles,
+            up=up,
+            padding=1,
+            resample_filter=f,
+            demodulate=demodulate,
+            flip_weight=up == 1,
+            fused=fused,
+        )
         assert out.shape == (3, 5, 6 * up, 6 * up)
         torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
@@ -522,10 +553,36 @@ def test_fir_impulse_and_dc_known_answers():
     torch.testing.assert_close(up[0, 0, 7:11, 7:11], 4 * torch.outer(taps, taps) / 64)
     assert up.sum().item() == pytest.approx(4.0)
     const = torch.full((1, 2, 8, 8), 0.7)  # unit DC gain away from the zero-padded border
-    torch.testing.assert_close(ops.upsample2d(const, f)[..., 2:-2, 2:-2],
-                               torch.full((1, 2, 12, 12), 0.7))  # fmt: skip
-    torch.testing.assert_close(ops.downsample2d(const, f)[..., 1:-1, 1:-1],
-                               torch.full((1, 2, 2, 2), 0.7))  # fmt: skip
+    torch.testing.assert_close(
+        ops.upsample2d(const, f)[..., 2:-2, 2:-2], torch.full((1, 2, 12, 12), 0.7)
+    )
+    torch.testing.assert_close(
+        ops.downsample2d(const, f)[..., 1:-1, 1:-1], torch.full((1, 2, 2, 2), 0.7)
+    )
+
+
+def test_act_clamp_matches_the_reference_formula_to_second_order():
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(2, 3, 5, 5, generator=gen, dtype=torch.float64) * 3).requires_grad_(True)
+    v = torch.randn(2, 3, 5, 5, generator=gen, dtype=torch.float64).requires_grad_(True)
+    c = 2.0  # about a quarter of the values are clamped
+
+    def reference(t):
+        return F.leaky_relu(t, 0.2).clamp(-c, c)
+
+    def mine(t):
+        return ops.act_clamp(t * 1.0, act="lrelu", clamp=c)  # * 1.0: a fresh tensor to overwrite
+
+    assert torch.equal(mine(x), reference(x))
+    # First order without create_graph (the memory-reusing backward) ...
+    (g_fast,) = torch.autograd.grad((mine(x) * v).sum(), x)
+    # ... and with it, as R1 / path-length regularisation need; then differentiate again.
+    (g_mine,) = torch.autograd.grad((mine(x) * v).sum(), x, create_graph=True)
+    (g_ref,) = torch.autograd.grad((reference(x) * v).sum(), x, create_graph=True)
+    assert torch.equal(g_fast, g_ref.detach()) and torch.equal(g_mine, g_ref)
+    (d_mine,) = torch.autograd.grad(g_mine.square().sum(), v)
+    (d_ref,) = torch.autograd.grad(g_ref.square().sum(), v)
+    assert torch.equal(d_mine, d_ref)
 
 
 def test_conv2d_resample_down_equals_filter_then_strided_conv():

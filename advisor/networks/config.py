@@ -38,9 +38,16 @@ def _module_defaults(module: str) -> dict[str, Any]:
 
 
 def _check_common(
-    *, c_dim: int, img_resolution: int, img_channels: int, channel_base: int, channel_max: int,
-    conv_clamp: float | None, architecture: str, resample_filter: tuple[float, ...],
-) -> None:  # fmt: skip
+    *,
+    c_dim: int,
+    img_resolution: int,
+    img_channels: int,
+    channel_base: int,
+    channel_max: int,
+    conv_clamp: float | None,
+    architecture: str,
+    resample_filter: tuple[float, ...],
+) -> None:
     if c_dim != 0:
         raise ValueError(
             f"c_dim={c_dim}: conditional networks are not supported; advisor handles "
@@ -106,11 +113,15 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         _check_common(
-            c_dim=self.c_dim, img_resolution=self.img_resolution, img_channels=self.img_channels,
-            channel_base=self.channel_base, channel_max=self.channel_max,
-            conv_clamp=self.conv_clamp, architecture=self.architecture,
+            c_dim=self.c_dim,
+            img_resolution=self.img_resolution,
+            img_channels=self.img_channels,
+            channel_base=self.channel_base,
+            channel_max=self.channel_max,
+            conv_clamp=self.conv_clamp,
+            architecture=self.architecture,
             resample_filter=self.resample_filter,
-        )  # fmt: skip
+        )
         if self.z_dim < 1 or self.w_dim < 1 or self.mapping_layers < 1:
             raise ValueError("z_dim, w_dim and mapping_layers must be positive")
         if not 0 <= self.w_avg_beta < 1:
@@ -146,11 +157,11 @@ class GeneratorConfig:
         """
         defaults = _module_defaults(module)
         kw = dict(init_kwargs)
-        top = {k: kw.pop(k) for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
-               if k in kw}  # fmt: skip
-        missing = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"} - set(top)
+        required = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+        missing = [k for k in required if k not in kw]
         if missing:
-            raise ValueError(f"NVlabs generator kwargs lack {', '.join(sorted(missing))}")
+            raise ValueError(f"NVlabs generator kwargs lack {', '.join(missing)}")
+        top = {k: kw.pop(k) for k in required}
         mapping = dict(_take(kw, "mapping_kwargs", {}))
         synthesis = dict(_take(kw, "synthesis_kwargs", {}))
         synthesis.update(kw)  # StyleGAN3-repository layout: synthesis kwargs at top level
@@ -210,11 +221,15 @@ class DiscriminatorConfig:
 
     def __post_init__(self) -> None:
         _check_common(
-            c_dim=self.c_dim, img_resolution=self.img_resolution, img_channels=self.img_channels,
-            channel_base=self.channel_base, channel_max=self.channel_max,
-            conv_clamp=self.conv_clamp, architecture=self.architecture,
+            c_dim=self.c_dim,
+            img_resolution=self.img_resolution,
+            img_channels=self.img_channels,
+            channel_base=self.channel_base,
+            channel_max=self.channel_max,
+            conv_clamp=self.conv_clamp,
+            architecture=self.architecture,
             resample_filter=self.resample_filter,
-        )  # fmt: skip
+        )
         if self.mbstd_group_size is not None and self.mbstd_group_size < 1:
             raise ValueError("mbstd_group_size must be positive or None")
         if self.mbstd_num_channels < 0:

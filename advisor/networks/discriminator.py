@@ -50,9 +50,14 @@ class DiscriminatorBlock(nn.Module):
             tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp
         )
         self.conv1 = Conv2dLayer(
-            tmp_channels, out_channels, 3, activation="lrelu", down=2,
-            resample_filter=resample_filter, conv_clamp=conv_clamp,
-        )  # fmt: skip
+            tmp_channels,
+            out_channels,
+            3,
+            activation="lrelu",
+            down=2,
+            resample_filter=resample_filter,
+            conv_clamp=conv_clamp,
+        )
         if architecture == "resnet":
             self.skip = Conv2dLayer(
                 tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter
@@ -70,7 +75,7 @@ class DiscriminatorBlock(nn.Module):
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x)
             x = self.conv1(x, gain=math.sqrt(0.5))
-            return y + x, img
+            return y.add_(x), img  # y: the skip convolution's fresh output
         return self.conv1(self.conv0(x)), img
 
 
@@ -126,9 +131,12 @@ class DiscriminatorEpilogue(nn.Module):
             MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels else None
         )
         self.conv = Conv2dLayer(
-            in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
+            in_channels + mbstd_num_channels,
+            in_channels,
+            3,
+            activation="lrelu",
             conv_clamp=conv_clamp,
-        )  # fmt: skip
+        )
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1)
 

@@ -162,10 +162,18 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(
-            x, self.weight, styles, bias=self.bias, noise=noise, gain=ACT_GAINS["lrelu"] * gain,
-            up=self.up, padding=1, resample_filter=self.resample_filter,
-            flip_weight=self.up == 1, fused=fused,
-        )  # fmt: skip
+            x,
+            self.weight,
+            styles,
+            bias=self.bias,
+            noise=noise,
+            gain=ACT_GAINS["lrelu"] * gain,
+            up=self.up,
+            padding=1,
+            resample_filter=self.resample_filter,
+            flip_weight=self.up == 1,
+            fused=fused,
+        )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return act_clamp(x, act="lrelu", clamp=clamp)
 
@@ -214,8 +222,13 @@ class SynthesisBlock(nn.Module):
         self.is_last = is_last
         self.architecture = architecture
         self.register_buffer("resample_filter", setup_filter(resample_filter))
-        layer_kw = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise,
-                        resample_filter=resample_filter, conv_clamp=conv_clamp)  # fmt: skip
+        layer_kw = dict(
+            w_dim=w_dim,
+            resolution=resolution,
+            use_noise=use_noise,
+            resample_filter=resample_filter,
+            conv_clamp=conv_clamp,
+        )
         self.num_conv = 0
         self.num_torgb = 0
         if in_channels == 0:
@@ -345,9 +358,13 @@ class SynthesisNetwork(nn.Module):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(
-                x, img, block_ws, noise_mode=noise_mode, noise_generator=noise_generator,
+                x,
+                img,
+                block_ws,
+                noise_mode=noise_mode,
+                noise_generator=noise_generator,
                 fused=fused,
-            )  # fmt: skip
+            )
         return img
 
 
@@ -410,9 +427,11 @@ class Generator(nn.Module):
         In train mode the whole batch runs at once and only float-rounding agreement holds.
         """
         ws = self.mapping(
-            z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+            z,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
             update_w_avg=update_w_avg,
-        )  # fmt: skip
+        )
         return self.synthesis(
             ws, noise_mode=noise_mode, noise_generator=noise_generator, fused_modconv=fused_modconv
         )

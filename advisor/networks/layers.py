@@ -108,9 +108,15 @@ class Conv2dLayer(nn.Module):
         w = (self.weight * (self.weight_gain * scale)).to(x.dtype)
         b = None if self.bias is None else (self.bias * scale).to(x.dtype)
         x = conv2d_resample(
-            x, w, self.resample_filter, bias=b, up=self.up, down=self.down,
-            padding=self.padding, flip_weight=self.up == 1,
-        )  # fmt: skip
+            x,
+            w,
+            self.resample_filter,
+            bias=b,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=self.up == 1,
+        )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return act_clamp(x, act=self.activation, clamp=clamp)
 
