@@ -415,3 +415,72 @@ def test_k_must_be_smaller_than_n():
 def test_bad_options(field, value):
     with pytest.raises(ValueError, match=field):
         MetricOptions(**{field: value})
+
+
+def exact_indicators(x, y, k_pr, k_dc):
+    """Every pair in float64 through the one formula all comparisons are decided on."""
+
+    def dense(a, b):
+        i, j = (g.ravel() for g in np.meshgrid(np.arange(len(a)), np.arange(len(b)), indexing="ij"))
+        sq_a, sq_b = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+        return manifold._exact_sq(a, b, sq_a, sq_b, i, j).reshape(len(a), len(b))
+
+    def radii(a, k):
+        d = dense(a, a)
+        np.fill_diagonal(d, np.inf)
+        return np.sort(d, axis=1)[:, k - 1]
+
+    d = dense(x, y)
+    ref_pr, ref_dc, cand_pr = radii(x, k_pr), radii(x, k_dc), radii(y, k_pr)
+    return {
+        "precision": (d <= ref_pr[:, None]).any(axis=0),
+        "recall": (d <= cand_pr[None, :]).any(axis=1),
+        "density": (d <= ref_dc[:, None]).sum(axis=0),
+        "coverage": d.min(axis=1) <= ref_dc,
+    }
+
+
+def near_ties(kind, n, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "lattice_far_from_zero":  # float64 exact, float32 not: every pair is undecided
+        return rng.integers(0, 3, size=(n, 6)) + 3000.0
+    if kind == "lattice":  # many distances exactly equal to a radius
+        return rng.integers(0, 4, size=(n, 12)).astype(float)
+    base = rng.normal(size=(n // 4 + 1, 32))  # duplicates, some nudged by 1e-7
+    x = np.repeat(base, 4, axis=0)[:n]
+    x[::3] += 1e-7 * rng.normal(size=x[::3].shape)
+    return x
+
+
+@pytest.mark.parametrize("kind", ["lattice_far_from_zero", "lattice", "nudged_duplicates"])
+@pytest.mark.parametrize("n1, n2, block_rows", [(120, 120, None), (97, 130, 13)])
+def test_screened_verdicts_equal_exact_float64_on_near_ties(kind, n1, n2, block_rows):
+    """float32 screening re-decides in float64 whatever its error bound leaves open, so ties and
+    near-ties at a radius come out as a float64 pass over every pair gives them."""
+    x, y = near_ties(kind, n1, seed=31), near_ties(kind, n2, seed=32)
+    y[: n2 // 3] = x[: n2 // 3]  # candidates on top of reference points
+    expected = exact_indicators(x, y, 3, 5)
+    for dtype in (np.float32, np.float64):
+        got = manifold.manifold_indicators(x, y, 3, 5, block_rows, dtype=dtype)
+        for field, want in expected.items():
+            np.testing.assert_array_equal(getattr(got, field), want, err_msg=f"{field} {dtype}")
+    same_k = manifold.manifold_indicators(x, y, 4, 4, block_rows)
+    expected = exact_indicators(x, y, 4, 4)
+    for field, want in expected.items():
+        np.testing.assert_array_equal(getattr(same_k, field), want, err_msg=field)
+
+
+def test_screened_radii_equal_exact_values():
+    x = near_ties("nudged_duplicates", 150, seed=33)
+    sq = np.einsum("ij,ij->i", x, x)
+    i, j = (g.ravel() for g in np.meshgrid(np.arange(150), np.arange(150), indexing="ij"))
+    d = manifold._exact_sq(x, x, sq, sq, i, j).reshape(150, 150)
+    np.fill_diagonal(d, np.inf)
+    expected = np.sort(d, axis=1)[:, :6]
+    for dtype in (np.float32, np.float64):
+        for block_rows in (None, 1, 16):
+            got = manifold._knn_sq_radii(x, 6, block_rows, dtype)
+            np.testing.assert_array_equal(got, expected)
+            np.testing.assert_array_equal(
+                manifold._knn_sq_radii(x, 6, block_rows, dtype, (2, 6)), expected[:, [1, 5]]
+            )

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: Module names of the NVlabs persistent classes advisor can rebuild, with the defaults their
 #: constructors apply to kwargs that a pickle does not carry.
@@ -83,8 +86,31 @@ def _filter_tuple(value: Any) -> tuple[float, ...]:
     return tuple(float(v) if float(v) != int(v) else int(v) for v in value)
 
 
+class _ConfigIO:
+    """What both network configs share: channel counts and the JSON round trip."""
+
+    channel_base: int
+    channel_max: int
+    resample_filter: tuple[float, ...]
+
+    def channels(self, res: int) -> int:
+        """Feature maps of the block at resolution ``res``."""
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``resample_filter`` as a list); inverse of ``from_dict``."""
+        out = dataclasses.asdict(self)
+        out["resample_filter"] = list(self.resample_filter)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from ``to_dict`` output; unknown keys are a ``ValueError``."""
+        return _from_dict(cls, data)
+
+
 @dataclass(frozen=True, kw_only=True)
-class GeneratorConfig:
+class GeneratorConfig(_ConfigIO):
     """StyleGAN2 generator architecture (unconditional), NVlabs-compatible.
 
     ``channel_base``/``channel_max`` give ``min(channel_base // res, channel_max)`` feature maps at
@@ -128,21 +154,6 @@ class GeneratorConfig:
             raise ValueError(f"w_avg_beta must be in [0, 1), got {self.w_avg_beta}")
         if not self.mapping_lr_multiplier > 0:
             raise ValueError("mapping_lr_multiplier must be positive")
-
-    def channels(self, res: int) -> int:
-        """Feature maps of the synthesis block at resolution ``res``."""
-        return min(self.channel_base // res, self.channel_max)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``resample_filter`` as a list); inverse of ``from_dict``."""
-        out = dataclasses.asdict(self)
-        out["resample_filter"] = list(self.resample_filter)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        """Build from ``to_dict`` output; unknown keys are a ``ValueError``."""
-        return _from_dict(cls, data)
 
     @classmethod
     def from_nvlabs_kwargs(
@@ -199,7 +210,7 @@ class GeneratorConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(_ConfigIO):
     """StyleGAN2 discriminator architecture (unconditional), NVlabs-compatible.
 
     ``architecture`` is NVlabs' ``'resnet'`` (default: residual blocks), ``'skip'`` or
@@ -234,21 +245,6 @@ class DiscriminatorConfig:
             raise ValueError("mbstd_group_size must be positive or None")
         if self.mbstd_num_channels < 0:
             raise ValueError("mbstd_num_channels must be >= 0")
-
-    def channels(self, res: int) -> int:
-        """Feature maps of the discriminator at resolution ``res``."""
-        return min(self.channel_base // res, self.channel_max)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (``resample_filter`` as a list); inverse of ``from_dict``."""
-        out = dataclasses.asdict(self)
-        out["resample_filter"] = list(self.resample_filter)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        """Build from ``to_dict`` output; unknown keys are a ``ValueError``."""
-        return _from_dict(cls, data)
 
     @classmethod
     def from_nvlabs_kwargs(
