@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from advisor.features import get_extractor
 from advisor.features.pipeline import FeatureOptions, compute_features
 from advisor.images import load_images, open_image_set
-from advisor.metrics import fid
+from advisor.metrics import SmallSampleWarning, fid
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETS = (ROOT / "examples" / "cjk_glyphs", ROOT / "examples" / "emoji_nature_food")
@@ -94,11 +95,14 @@ def _time_pytorch_fid(files: list[str], weights: Path, batch_size: int, workers:
 def extraction_benchmarks(args: argparse.Namespace) -> dict[str, object]:
     """Run the extraction benchmark; returns a JSON-ready dict and prints a table."""
     sets = [Path(s) for s in (getattr(args, "image_sets", None) or DEFAULT_SETS)]
-    limit = getattr(args, "extraction_images", None) or (64 if args.quick else 512)
+    limit = getattr(args, "extraction_images", None) or (64 if args.quick else 1000)
     batch_size = 32
     workers = 1  # two cores: one decodes, the network's threads take the rest
     results: dict[str, object] = {"images_per_set_limit": limit, "batch_size": batch_size}
     work = Path(tempfile.mkdtemp(prefix="advisor-bench-"))
+    # the random Inception weights are deliberate; their "not comparable" warning is noise here
+    warnings.filterwarnings("ignore", message=".*not the published FID Inception file")
+    warnings.filterwarnings("ignore", category=SmallSampleWarning)
     os.environ["ADVISOR_CACHE"] = str(work / "cache")  # a cold cache: every run decodes
     weights = _random_inception_weights(work / "inception-random.pth")
 

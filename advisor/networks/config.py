@@ -89,9 +89,27 @@ def _filter_tuple(value: Any) -> tuple[float, ...]:
 class _ConfigIO:
     """What both network configs share: channel counts and the JSON round trip."""
 
+    c_dim: int
+    img_resolution: int
+    img_channels: int
     channel_base: int
     channel_max: int
+    conv_clamp: float | None
+    architecture: str
     resample_filter: tuple[float, ...]
+
+    def _check_shared(self) -> None:
+        """Validate the fields both networks have (``ValueError`` on a bad value)."""
+        _check_common(
+            c_dim=self.c_dim,
+            img_resolution=self.img_resolution,
+            img_channels=self.img_channels,
+            channel_base=self.channel_base,
+            channel_max=self.channel_max,
+            conv_clamp=self.conv_clamp,
+            architecture=self.architecture,
+            resample_filter=self.resample_filter,
+        )
 
     def channels(self, res: int) -> int:
         """Feature maps of the block at resolution ``res``."""
@@ -138,16 +156,7 @@ class GeneratorConfig(_ConfigIO):
     use_noise: bool = True
 
     def __post_init__(self) -> None:
-        _check_common(
-            c_dim=self.c_dim,
-            img_resolution=self.img_resolution,
-            img_channels=self.img_channels,
-            channel_base=self.channel_base,
-            channel_max=self.channel_max,
-            conv_clamp=self.conv_clamp,
-            architecture=self.architecture,
-            resample_filter=self.resample_filter,
-        )
+        self._check_shared()
         if self.z_dim < 1 or self.w_dim < 1 or self.mapping_layers < 1:
             raise ValueError("z_dim, w_dim and mapping_layers must be positive")
         if not 0 <= self.w_avg_beta < 1:
@@ -231,16 +240,7 @@ class DiscriminatorConfig(_ConfigIO):
     resample_filter: tuple[float, ...] = _DEFAULT_FILTER
 
     def __post_init__(self) -> None:
-        _check_common(
-            c_dim=self.c_dim,
-            img_resolution=self.img_resolution,
-            img_channels=self.img_channels,
-            channel_base=self.channel_base,
-            channel_max=self.channel_max,
-            conv_clamp=self.conv_clamp,
-            architecture=self.architecture,
-            resample_filter=self.resample_filter,
-        )
+        self._check_shared()
         if self.mbstd_group_size is not None and self.mbstd_group_size < 1:
             raise ValueError("mbstd_group_size must be positive or None")
         if self.mbstd_num_channels < 0:
