@@ -29,6 +29,7 @@ from advisor.cache import atomic_write_bytes, cache_dir
 from advisor.checkpoints.registry import CheckpointRecord
 from advisor.download import download_url, is_offline, sha256_file
 from advisor.errors import AdvisorError
+from advisor.paths import confined, is_inside
 
 RECORDED_HASHES = "recorded-sha256.json"
 
@@ -64,7 +65,8 @@ def local_path(record: CheckpointRecord) -> Path:
     """Where the record's main file is (``path`` records) or will be cached."""
     if record.path is not None:
         return record.path
-    return _cache_folder(record) / (record.hf.file if record.hf else record.filename)
+    name = record.hf.file if record.hf else record.filename
+    return confined(_cache_folder(record), name, what=f"{record.name}: file name {name!r}")
 
 
 def status(record: CheckpointRecord) -> CacheStatus:
@@ -109,7 +111,7 @@ def pull(record: CheckpointRecord, *, offline: bool | None = None, progress: boo
             download_url(json_url, json_dest, sha256=None, progress=False, offline=offline)
     actual = sha256_file(path)
     if expected and actual != expected:
-        _delete(path)
+        _delete(path, record)
         raise AdvisorError(
             f"{record.name}: {path.name} failed its sha256 check (expected {expected}, got "
             f"{actual}); the file was deleted"
@@ -133,7 +135,7 @@ def verify(record: CheckpointRecord) -> VerifyResult:
     if actual == st.sha256:
         return VerifyResult(record.name, st.path, "ok", st.sha256, actual)
     if record.path is None:
-        _delete(st.path)
+        _delete(st.path, record)
     return VerifyResult(record.name, st.path, "mismatch", st.sha256, actual)
 
 
@@ -146,11 +148,23 @@ def _json_sibling(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _delete(path: Path) -> None:
-    for p in (path, _json_sibling(path) if path.suffix == ".safetensors" else None):
-        if p is not None:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+def _delete(path: Path, record: CheckpointRecord) -> None:
+    """Delete a cached download (and its ``.json``), never anything outside the record's folder.
+
+    Only files of URL and Hub records, which advisor itself downloaded into
+    ``<cache>/checkpoints/<key>/``, are ever deleted; a user's ``path`` file is never touched.
+    """
+    if record.path is not None:
+        return
+    folder = _cache_folder(record)
+    siblings = [path, _json_sibling(path)] if record.format == "advisor" else [path]
+    for p in siblings:
+        # Unlinking removes the name, never what a symlink points to; so what must be inside
+        # the folder is the directory holding the name.
+        if not is_inside(p.parent, folder) or p.is_dir():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 class _QuietTqdm(tqdm):

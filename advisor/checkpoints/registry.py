@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError
+from advisor.paths import check_relative_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,8 +45,14 @@ else:  # pragma: no cover
 
 FORMATS = ("nvlabs-pkl", "nvlabs-state", "rosinality-pt", "advisor")
 TRUST_LEVELS = ("official", "third-party", "local")
+MAX_RESOLUTION = 16384
+"""Largest resolution a record may claim: 16x the largest public StyleGAN (1024 px)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+_HUB_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+MAX_REGISTRY_BYTES = 16 * 1024 * 1024
+"""Largest registry file read: a registry of 10,000 entries is about 5 MB of TOML."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +62,19 @@ class HubFile:
     repo: str
     file: str
     revision: str
+
+    def __post_init__(self) -> None:
+        # These become a URL and a path under advisor's cache: refuse anything that could climb
+        # out of it (``..``, absolute paths) before any download or delete can use them.
+        if not isinstance(self.repo, str) or not _HUB_REPO.match(self.repo) or ".." in self.repo:
+            raise AdvisorError(f"hf repo must look like 'owner/name', got {self.repo!r}")
+        check_relative_name(self.file, what="hf file")
+        if (
+            not isinstance(self.revision, str)
+            or not _HUB_REVISION.match(self.revision)
+            or ".." in self.revision
+        ):
+            raise AdvisorError(f"hf revision {self.revision!r} is not a valid git revision")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +98,15 @@ class CheckpointRecord:
     path: Path | None = None
     sha256: str | None = None
     registry: str = ""
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            if not isinstance(self.url, str) or not re.match(r"^https?://[^/\s]+/", self.url):
+                raise AdvisorError(f"url must be http(s)://host/path, got {self.url!r}")
+            # The URL's last segment names the cached file: one plain component only.
+            check_relative_name(self.filename, what="the file name at the end of the url")
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise AdvisorError("sha256 must be 64 lowercase hex digits or None")
 
     @property
     def location_kind(self) -> str:
@@ -170,12 +200,7 @@ def load_registry(paths: Sequence[str | os.PathLike[str]] | None = None) -> Regi
 def read_registry_file(path: str | os.PathLike[str]) -> list[CheckpointRecord]:
     """Parse and validate one registry file; errors name the file and the record."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AdvisorError(f"registry file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise AdvisorError(f"registry {path} is not valid TOML ({err})") from None
+    doc = _read_toml(path)
     unknown = set(doc) - {"checkpoints", "format_version"}
     if unknown:
         raise AdvisorError(f"registry {path}: unknown top-level keys {sorted(unknown)}")
@@ -187,7 +212,50 @@ def read_registry_file(path: str | os.PathLike[str]) -> list[CheckpointRecord]:
     return [_record(name, entry, path) for name, entry in table.items()]
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse a registry file; only regular files of bounded size (a FIFO would block forever)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise AdvisorError(f"registry file not found: {path}") from None
+    except OSError as err:
+        raise AdvisorError(f"registry {path} cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise AdvisorError(f"registry {path} is not a regular file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_REGISTRY_BYTES + 1)
+    except OSError as err:
+        raise AdvisorError(f"registry {path} cannot be read ({err.strerror or err})") from None
+    if len(data) > MAX_REGISTRY_BYTES:
+        raise AdvisorError(f"registry {path} is larger than {MAX_REGISTRY_BYTES >> 20} MiB")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise AdvisorError(f"registry {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as err:
+        raise AdvisorError(f"registry {path} is not valid TOML ({err})") from None
+    except RecursionError:
+        raise AdvisorError(f"registry {path} is nested too deeply to be a registry") from None
+
+
+def _string(entry: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = entry.get(key, default)
+    if not isinstance(value, str):
+        raise AdvisorError(f"{where}: {key} must be a string")
+    return value
+
+
 def _record(name: str, entry: Any, path: Path) -> CheckpointRecord:
+    try:
+        return _parse_record(name, entry, path)
+    except AdvisorError as err:
+        text = str(err)
+        where = f"registry {path}, checkpoint {name!r}"
+        raise AdvisorError(text if text.startswith("registry ") else f"{where}: {text}") from None
+
+
+def _parse_record(name: str, entry: Any, path: Path) -> CheckpointRecord:
     where = f"registry {path}, checkpoint {name!r}"
     if not isinstance(entry, dict):
         raise AdvisorError(f"{where}: must be a table")
@@ -201,17 +269,22 @@ def _record(name: str, entry: Any, path: Path) -> CheckpointRecord:
     absent = [k for k in required if k not in entry]
     if absent:
         raise AdvisorError(f"{where}: missing {', '.join(absent)}")
-    if entry["format"] not in FORMATS:
+    if not isinstance(entry["format"], str) or entry["format"] not in FORMATS:
         raise AdvisorError(f"{where}: format must be one of {', '.join(FORMATS)}")
-    if entry["trust"] not in TRUST_LEVELS:
+    if not isinstance(entry["trust"], str) or entry["trust"] not in TRUST_LEVELS:
         raise AdvisorError(f"{where}: trust must be one of {', '.join(TRUST_LEVELS)}")
     resolution = entry["resolution"]
-    if not isinstance(resolution, int) or resolution < 8 or resolution & (resolution - 1):
-        raise AdvisorError(f"{where}: resolution must be a power of two >= 8")
+    if (
+        not isinstance(resolution, int)
+        or isinstance(resolution, bool)
+        or not 8 <= resolution <= MAX_RESOLUTION
+        or resolution & (resolution - 1)
+    ):
+        raise AdvisorError(f"{where}: resolution must be a power of two from 8 to {MAX_RESOLUTION}")
     locations = [k for k in ("url", "hf", "path") if entry.get(k)]
     if len(locations) != 1:
         raise AdvisorError(f"{where}: give exactly one of url, hf, path")
-    sha = str(entry.get("sha256") or "").strip().lower() or None
+    sha = _string(entry, "sha256", where, "").strip().lower() or None
     if sha is not None and not _SHA256.match(sha):
         raise AdvisorError(f"{where}: sha256 must be 64 hex digits or empty")
     hf = None
@@ -224,19 +297,19 @@ def _record(name: str, entry: Any, path: Path) -> CheckpointRecord:
         hf = HubFile(**spec)
     local = None
     if "path" in locations:
-        local = Path(str(entry["path"])).expanduser()
+        local = Path(_string(entry, "path", where)).expanduser()
         local = local if local.is_absolute() else (path.parent / local).resolve()
-    url = entry.get("url")
-    if url is not None and not re.match(r"^https?://", str(url)):
+    url = entry.get("url") or None
+    if url is not None and (not isinstance(url, str) or not re.match(r"^https?://", url)):
         raise AdvisorError(f"{where}: url must be http(s)")
     return CheckpointRecord(
         name=name,
         format=entry["format"],
         resolution=resolution,
-        source_dataset=str(entry["source_dataset"]),
-        licence=str(entry["licence"]),
+        source_dataset=_string(entry, "source_dataset", where),
+        licence=_string(entry, "licence", where),
         trust=entry["trust"],
-        description=str(entry.get("description", "")),
+        description=_string(entry, "description", where, ""),
         url=url,
         hf=hf,
         path=local,
