@@ -3,29 +3,40 @@
 ``checkpoints_group`` (list, show, pull, import, verify) and ``generate_command`` are added to the
 main ``advisor`` group by :mod:`advisor.cli`. Each parses, calls one library function and prints
 (``--json`` for pipelines); :class:`AdvisorError` and bad arguments become one-line
-``click.ClickException``s. Cheap checks (names, paths, seed syntax, existing outputs) run before
-anything is downloaded or loaded.
+``click.ClickException``s. Cheap checks (names, paths, seed syntax and count, a finite
+truncation, existing outputs) run before anything is downloaded or loaded.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from advisor.checkpoints.fetch import pull, status, verify
+from advisor.checkpoints.format import OutputExists
 from advisor.checkpoints.registry import Registry, load_registry
 from advisor.errors import AdvisorError
+from advisor.sampling import MAX_BATCH_SIZE
 
 
 class _OneLineErrors:
-    """Mixin: advisor's errors and bad values become one-line click errors, never tracebacks."""
+    """Mixin: advisor's errors and bad values become one-line click errors, never tracebacks.
+
+    An existing output (:class:`OutputExists`, whose library message names the keyword
+    ``overwrite=True``) is reported with the flag these commands take: ``--overwrite``.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)  # type: ignore[misc]
+        except OutputExists as err:
+            raise click.ClickException(
+                f"{err.path} already exists; pass --overwrite to replace it"
+            ) from None
         except AdvisorError as err:
             raise click.ClickException(str(err)) from None
 
@@ -241,8 +252,9 @@ def verify_command(names: tuple[str, ...], registries: tuple[str, ...], as_json:
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder."
 )
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi (1 = none).")  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+              help="Truncation psi (1 = none; finite).")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32,
+              show_default=True)  # fmt: skip
 @click.option(
     "--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
     show_default=True,
@@ -266,20 +278,23 @@ def generate_command(
     as_json: bool,
 ) -> None:
     """Write seedNNNN.png images from CHECKPOINT (registry name or checkpoint file)."""
-    import torch
-
     from advisor.checkpoints.resolve import open_checkpoint
-    from advisor.sampling import parse_seeds, png_paths, write_pngs
+    from advisor.devices import resolve_device
+    from advisor.sampling import check_truncation, parse_seeds, png_paths, write_pngs
 
     try:
         seed_list = parse_seeds(seeds)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--seeds") from None
     try:
-        torch.device(device)
-    except RuntimeError:
-        raise click.BadParameter(f"not a torch device: {device!r}", param_hint="--device") from None
-    existing = [p for p in png_paths(out_dir, seed_list) if p.exists()]
+        check_truncation(truncation_psi)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--trunc") from None
+    try:
+        device = str(resolve_device(device))  # "auto" -> cuda or cpu; a missing device: one line
+    except AdvisorError as err:
+        raise click.BadParameter(str(err), param_hint="--device") from None
+    existing = [p for p in png_paths(out_dir, seed_list) if os.path.lexists(p)]
     if existing and not overwrite:
         raise click.ClickException(
             f"{existing[0]} exists ({len(existing)} of the outputs do); pass --overwrite"

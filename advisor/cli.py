@@ -7,23 +7,23 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from advisor import __version__
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, one_line
 
 _shown_warnings: set[str] = set()
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Show each distinct warning once, on one line, on stderr."""
-    text = str(message)
+    text = one_line(str(message))
     if text not in _shown_warnings:
         _shown_warnings.add(text)
         click.echo(f"warning: {text}", err=True)
@@ -36,7 +36,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AdvisorError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(one_line(str(err))) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -44,7 +44,12 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="advisor")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the full traceback of an unexpected error (also ADVISOR_DEBUG=1).",
+)
+def main(debug: bool) -> None:
     """Pick the pretrained StyleGAN2 checkpoint to fine-tune for your images."""
     warnings.showwarning = _one_line_warning
     # "fp32" means fp32: no TF32 matmuls or convolutions on Ampere+ GPUs.
@@ -113,19 +118,26 @@ def _feature_options(kw: dict[str, Any], *, extractor: str | None, precision: st
 
 
 def _report_skips(feature_set, quiet: bool) -> None:  # noqa: ANN001
+    """One line on stderr naming the first skipped files; names print in their escaped form."""
+    from advisor.images import format_skips, printable
+
     if quiet or not feature_set.skipped:
         return
-    shown = ", ".join(f"{s.path} ({s.reason})" for s in feature_set.skipped[:5])
-    more = len(feature_set.skipped) - 5
-    tail = f", and {more} more" if more > 0 else ""
     click.echo(
-        f"{feature_set.source}: skipped {len(feature_set.skipped)} file(s): {shown}{tail}", err=True
+        f"{printable(str(feature_set.source))}: skipped {len(feature_set.skipped)} file(s): "
+        f"{format_skips(feature_set.skipped)}",
+        err=True,
     )
 
 
 def _check_source(source: str) -> None:
-    if not Path(source).exists():
-        raise click.UsageError(f"no such file or folder: {source}")
+    try:
+        os.stat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        raise click.UsageError(f"no such file or folder: {source}") from None
+    except (OSError, ValueError) as err:  # permission denied, a NUL in the name
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise click.UsageError(f"cannot open {source}: {reason}") from None
 
 
 @main.command()
@@ -133,21 +145,25 @@ def _check_source(source: str) -> None:
 @click.option(
     "--out", "out", required=True, type=click.Path(dir_okay=False), help="Output .npz file."
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @feature_options
-def features(source: str, out: str, **kw: Any) -> None:
+def features(source: str, out: str, overwrite: bool, **kw: Any) -> None:
     """Compute features of an image folder or .zip and write them to a .npz file.
 
     The file holds ``features`` (N x D float32) and ``meta`` (JSON: protocol, image names).
+    It is written whole or not at all; an existing file is replaced only with --overwrite.
     """
+    from advisor.cache import check_destination
     from advisor.features.pipeline import compute_features, save_features
 
     _check_source(source)
     if not out.lower().endswith(".npz"):
         raise click.UsageError(f"--out must end in .npz, got {out}")
+    check_destination(out, overwrite=overwrite)  # before any image is decoded
     options = _feature_options(kw, extractor=kw["extractor"], precision=kw["precision"])
     feature_set = compute_features(source, options=options)
     _report_skips(feature_set, kw["quiet"])
-    save_features(out, feature_set)
+    save_features(out, feature_set, overwrite=overwrite)
     if not kw["quiet"]:
         n, d = feature_set.features.shape
         click.echo(f"wrote {out}: {n} x {d} features ({feature_set.protocol.get('extractor')})")
@@ -170,16 +186,34 @@ def features(source: str, out: str, **kw: Any) -> None:
     show_default=True,
     help="k for density and coverage (Naeem et al.).",
 )
-@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option(
+    "--kid-subsets",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="KID subsets.",
+)
+@click.option(
+    "--kid-subset-size",
+    type=click.IntRange(min=2),
+    default=1000,
+    show_default=True,
+    help="Rows per KID subset (clamped to the smaller set).",
+)
 @click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
     default=None,
-    help="Bootstrap resamples for confidence intervals (0: none).",
+    help="Bootstrap resamples for confidence intervals (0: none).  [default: 200]",
 )
 @click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of KID's subsets and the bootstrap.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @feature_options
 def compare(reference: str, candidate: str, as_json: bool, **kw: Any) -> None:
@@ -189,10 +223,31 @@ def compare(reference: str, candidate: str, as_json: bool, **kw: Any) -> None:
     .npy N x D array). Precision: fraction of CANDIDATE inside REFERENCE's k-NN manifold;
     recall: fraction of REFERENCE inside CANDIDATE's.
     """
-    from advisor.compare import CompareRequest, run_compare
+    from advisor.compare import CompareRequest, protocol_options_without_effect, run_compare
 
     for source in (reference, candidate):
         _check_source(source)
+    unused = protocol_options_without_effect(
+        reference,
+        candidate,
+        extractor=kw["extractor"],
+        precision=kw["precision"],
+        weights=kw["extractor_weights"],
+    )
+    if unused:
+        # Refused, not warned about: these options say how to measure images, and a user who
+        # passes one to two feature files expects it to matter; a warning scrolls past in a
+        # script or a --json pipeline, and the fix (drop the option) is trivial.
+        flags = {
+            "extractor": "--extractor",
+            "precision": "--precision",
+            "weights": "--extractor-weights",
+        }
+        shown = ", ".join(flags[name] for name in unused)
+        raise click.UsageError(
+            f"both sides are feature files, so {shown} would change nothing; leave "
+            f"{'it' if len(unused) == 1 else 'them'} out (only images use them)"
+        )
     request = CompareRequest(
         reference=reference,
         candidate=candidate,
@@ -211,7 +266,9 @@ def compare(reference: str, candidate: str, as_json: bool, **kw: Any) -> None:
     for feature_set in (result.reference, result.candidate):
         _report_skips(feature_set, kw["quiet"])
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        # allow_nan=False: JSON has no NaN; the report guarantees finite numbers, this keeps
+        # a broken guarantee from printing invalid JSON.
+        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:
         click.echo(result.format_text())
 

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 from advisor.errors import AdvisorError
+from advisor.features import check_extractor, check_precision
 from advisor.features.pipeline import (
     FeatureOptions,
     FeatureSet,
@@ -32,6 +33,12 @@ class CompareRequest:
 
     ``extractor``/``precision`` are None when the user did not choose: a feature file's protocol
     then decides, else ``inception``/``fp32``. ``bootstrap`` None means the metrics default.
+
+    Validated on construction (:class:`AdvisorError`, one line), so a bad option fails before
+    any file is read: the metric options' ranges, the extractor and precision names, and the
+    protocol options (``extractor``, ``precision``, ``feature_options.weights``), which choose
+    how images become features and so are refused when both sides are feature files, rather
+    than silently ignored.
     """
 
     reference: str | os.PathLike[str]
@@ -46,6 +53,28 @@ class CompareRequest:
     bootstrap: int | None = None
     confidence: float = 0.95
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            self.metric_options()
+        except ValueError as err:
+            raise AdvisorError(str(err)) from None
+        if self.extractor is not None:
+            check_extractor(self.extractor)
+        if self.precision is not None:
+            check_precision(self.precision)
+        unused = protocol_options_without_effect(
+            self.reference,
+            self.candidate,
+            extractor=self.extractor,
+            precision=self.precision,
+            weights=self.feature_options.weights,
+        )
+        if unused:
+            raise AdvisorError(
+                f"both sides are feature files, so {', '.join(unused)} would change nothing; "
+                f"leave {'it' if len(unused) == 1 else 'them'} out (only images use them)"
+            )
 
     def metric_options(self) -> MetricOptions:
         extra = {} if self.bootstrap is None else {"bootstrap": self.bootstrap}
@@ -119,19 +148,38 @@ class CompareResult:
         return "\n".join(lines)
 
 
+def protocol_options_without_effect(
+    reference: str | os.PathLike[str],
+    candidate: str | os.PathLike[str],
+    *,
+    extractor: str | None,
+    precision: str | None,
+    weights: str | os.PathLike[str] | None,
+) -> list[str]:
+    """The protocol options given (of ``extractor``, ``precision``, ``weights``) when neither
+    side is images: they choose how images become features, so they would change nothing."""
+    if not (is_feature_file(reference) and is_feature_file(candidate)):
+        return []
+    given = {"extractor": extractor, "precision": precision, "weights": weights}
+    return [name for name, value in given.items() if value is not None]
+
+
 def run_compare(request: CompareRequest) -> CompareResult:
     """Load or compute both sides' features and compare them.
 
     Feature files are read first (cheap), so a protocol mismatch or a bad file fails before
     any image is decoded. Raises :class:`AdvisorError` on any user-facing problem.
     """
-    try:
-        metric_options = request.metric_options()  # cheap checks before any decoding
-    except ValueError as err:
-        raise AdvisorError(str(err)) from None
+    metric_options = request.metric_options()  # checked when the request was made
     sides: dict[str, FeatureSet | None] = {}
     for role, source in (("reference", request.reference), ("candidate", request.candidate)):
         sides[role] = load_features(source) if is_feature_file(source) else None
+        recorded = sides[role].protocol.get("extractor") if sides[role] is not None else None
+        if request.extractor is not None and recorded not in (None, request.extractor):
+            raise AdvisorError(
+                f"{source} holds {recorded!r} features, not {request.extractor!r} ones; "
+                "drop --extractor or recompute the file"
+            )
     known = [fs.protocol for fs in sides.values() if fs is not None and fs.protocol]
     extractor = request.extractor or _agreed(known, "extractor") or "inception"
     precision = request.precision or _agreed(known, "precision") or "fp32"
@@ -172,12 +220,13 @@ def _reconcile(reference: FeatureSet, candidate: FeatureSet) -> dict[str, object
     for field in _MUST_MATCH:
         if field in a and field in b and a[field] != b[field]:
             raise AdvisorError(
-                f"the two sides were measured differently ({field}: {a[field]} vs {b[field]}); "
+                f"the two sides were measured differently ({field}: {a[field]!r} vs "
+                f"{b[field]!r}); "
                 "recompute one of them with the other's protocol"
             )
     if a.get("precision") != b.get("precision"):
         warnings.warn(
-            f"precision differs ({a.get('precision')} vs {b.get('precision')}); "
+            f"precision differs ({a.get('precision')!r} vs {b.get('precision')!r}); "
             "the metrics mix the two",
             stacklevel=2,
         )

@@ -7,3 +7,15 @@ class AdvisorError(Exception):
     The CLI prints ``str(err)`` on one line and exits non-zero; library callers catch it.
     Messages are one line and say what to do next.
     """
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character escaped (``\\n`` -> ``\\\\n``), so that a message
+    quoting a hostile file name still prints as exactly one line."""
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)

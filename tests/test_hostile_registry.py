@@ -52,7 +52,9 @@ def test_verify_never_deletes_a_user_file_named_by_a_hostile_registry(tmp_path, 
         name = "../" * depth + str(victim).lstrip("/")
     registry = tmp_path / "evil.toml"
     registry.write_text(HUB_ENTRY.format(sha=SHA, file=name))
-    result = CliRunner().invoke(main, ["checkpoints", "verify", "evil", "--registry", str(registry)])
+    result = CliRunner().invoke(
+        main, ["checkpoints", "verify", "evil", "--registry", str(registry)]
+    )
     assert result.exit_code != 0
     assert "hf file" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -196,4 +198,3 @@ def test_registry_larger_than_the_bound_is_refused(tmp_path):
         f.write(b"# " + b"x" * (MAX_REGISTRY_BYTES + 10) + b"\n")
     with pytest.raises(AdvisorError, match="larger than"):
         read_registry_file(path)
-

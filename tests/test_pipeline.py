@@ -101,7 +101,15 @@ def test_skips_are_reported_and_cached(tmp_path):
 def test_feature_file_roundtrip(tmp_path):
     fs = FeatureSet(
         features=np.arange(12, dtype=np.float32).reshape(3, 4),
-        protocol={"extractor": "x", "dim": 4},
+        protocol={
+            "extractor": "x",
+            "weights_sha256": "0" * 64,
+            "comparable": False,
+            "input_size": 8,
+            "resize": "r",
+            "precision": "fp32",
+            "dim": 4,
+        },
         names=("a.png", "b.png", "c.png"),
         source="somewhere",
     )
@@ -112,6 +120,11 @@ def test_feature_file_roundtrip(tmp_path):
     assert features_of(path).protocol == fs.protocol
     with pytest.raises(AdvisorError, match=".npz"):
         save_features(tmp_path / "f.txt", fs)
+    # what load_features would refuse is never written
+    partial = dataclasses.replace(fs, protocol={"extractor": "x", "dim": 4})
+    with pytest.raises(AdvisorError, match="lacks"):
+        save_features(tmp_path / "g.npz", partial)
+    assert not (tmp_path / "g.npz").exists()
 
 
 def test_plain_npy_and_bad_feature_files(tmp_path):

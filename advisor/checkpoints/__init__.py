@@ -2,7 +2,8 @@
 
 - :mod:`.format`: ``NAME.safetensors`` + ``NAME.json`` (G_ema, G, D + metadata); never pickles.
 - :mod:`.importers`: NVlabs ``.pkl`` (restricted unpickler, :mod:`.nvlabs_pickle`), rosinality
-  ``.pt`` (:mod:`.rosinality`) and NVlabs state dicts (configs from shapes, :mod:`.infer`).
+  ``.pt`` (:mod:`.rosinality`) and NVlabs state dicts (configs from shapes, :mod:`.infer`); every
+  pickle is scanned first so that its unpickling is bounded (:mod:`.pickle_scan`).
 - :mod:`.registry`: TOML records (:class:`CheckpointRecord`) merged from the packaged default,
   ``$ADVISOR_REGISTRY`` and ``--registry`` files.
 - :mod:`.fetch`: verified downloads into the cache (Hub or HTTP) and offline cache status.

@@ -10,15 +10,19 @@ A checkpoint is a pair of files side by side:
   training kimg, licence, description, provenance (source file, its sha256, importer, date) and
   the sha256 of the ``.safetensors`` file, so a mismatched pair is detected.
 
-``save_checkpoint`` writes the tensors first and the JSON last, each atomically, so a
-checkpoint is either complete or absent. ``load_checkpoint`` reads JSON and safetensors only;
-it never unpickles.
+``save_checkpoint`` writes both files to temporary files beside them first, then moves them in
+(and an old pair out of the way) so that a reader finds the old pair, no pair, or the new pair,
+never a mix; a failure (a full disk) leaves the old pair as it was and no stray file.
+``load_checkpoint`` reads JSON and safetensors only; it never unpickles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +32,30 @@ import safetensors.torch
 import torch
 
 from advisor import __version__
-from advisor.cache import atomic_path, atomic_write_bytes
+from advisor.cache import os_reason
 from advisor.download import sha256_file
 from advisor.errors import AdvisorError
 from advisor.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from advisor.networks.config import short_repr
 
 FORMAT = "advisor-checkpoint"
 FORMAT_VERSION = 1
 #: Network names, in the order they are written.
 NETWORKS = ("G_ema", "G", "D")
+#: Largest ``NAME.json`` read: the metadata is a few KB; a description or ``extra`` field might
+#: grow it, but not by a thousand times.
+MAX_METADATA_BYTES = 16 * 2**20
+
+
+class OutputExists(AdvisorError):
+    """An output exists and replacing it was not allowed; ``path`` is the first one found.
+
+    The message names the library's keyword (``overwrite=True``); the CLI names its flag.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} already exists; pass overwrite=True to replace it")
+        self.path = path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,44 +161,128 @@ def is_advisor_checkpoint(path: str | os.PathLike[str]) -> bool:
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` as ``NAME.safetensors`` + ``NAME.json``; returns the JSON path.
 
-    ``path`` is ``NAME`` (with or without either suffix). Existing files are replaced atomically.
+    ``path`` is ``NAME`` (with or without either suffix). An existing pair is replaced. Both
+    files are written and flushed to disk as temporary files first; only then are they moved
+    in, with any old pair moved aside meanwhile and deleted afterwards, so at every moment the
+    folder holds the old pair, no pair, or the new pair. On a failure (a full disk, no
+    permission) everything is undone and :class:`AdvisorError` says why in one line.
     """
     tensors_path, json_path = checkpoint_paths(path)
     tensors: dict[str, torch.Tensor] = {}
     for net in checkpoint.networks:
         for key, value in getattr(checkpoint, net).state_dict().items():
             tensors[f"{net}.{key}"] = value.detach().to("cpu").contiguous()
-    with atomic_path(tensors_path) as tmp:
-        safetensors.torch.save_file(
-            tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-        )
-    doc = checkpoint.metadata.to_json(
-        networks=checkpoint.networks, tensors_sha256=sha256_file(tensors_path)
-    )
-    atomic_write_bytes(json_path, (json.dumps(doc, indent=2) + "\n").encode())
+    try:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with _staged(tensors_path) as tmp_tensors, _staged(json_path) as tmp_json:
+            safetensors.torch.save_file(
+                tensors,
+                str(tmp_tensors),
+                metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)},
+            )
+            _fsync(tmp_tensors)
+            doc = checkpoint.metadata.to_json(
+                networks=checkpoint.networks, tensors_sha256=sha256_file(tmp_tensors)
+            )
+            with open(tmp_json, "wb") as f:
+                f.write((json.dumps(doc, indent=2) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+            _replace_pair((tmp_tensors, tmp_json), (tensors_path, json_path))
+    except OSError as err:
+        raise AdvisorError(f"cannot write checkpoint {json_path}: {os_reason(err)}") from None
     return json_path
+
+
+@contextlib.contextmanager
+def _staged(dest: Path) -> Iterator[Path]:
+    """A new temporary file beside ``dest`` (same folder, so moving it in is a rename); removed
+    on exit unless it was moved."""
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _replace_pair(new: tuple[Path, Path], dest: tuple[Path, Path]) -> None:
+    """Rename ``new`` onto ``dest`` as a unit: JSON out first, JSON in last.
+
+    Readers need both files (:func:`is_advisor_checkpoint`), so moving the old JSON aside first
+    and the new JSON in last means no reader ever sees tensors and metadata of different
+    imports. An old pair is kept aside until the new one is in place, and moved back if a rename
+    fails, so a failure leaves the folder as it was.
+    """
+    aside: list[tuple[Path, Path]] = []  # (moved-aside copy, original name)
+    placed: list[Path] = []
+    try:
+        for original in reversed(dest):  # the JSON first
+            if os.path.lexists(original):
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{original.name[:100]}.", suffix=".old", dir=original.parent
+                )
+                os.close(fd)
+                os.replace(original, name)
+                aside.append((Path(name), original))
+        for source, target in zip(new, dest, strict=True):  # the JSON last
+            os.replace(source, target)
+            placed.append(target)
+    except OSError:
+        for target in placed:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        for copy, original in reversed(aside):
+            with contextlib.suppress(OSError):
+                os.replace(copy, original)
+        raise
+    for copy, _ in aside:
+        with contextlib.suppress(OSError):
+            copy.unlink()
 
 
 def read_metadata(path: str | os.PathLike[str]) -> tuple[CheckpointMetadata, dict[str, Any]]:
     """Read and validate ``NAME.json``: ``(metadata, raw JSON document)``; no tensors touched."""
     _, json_path = checkpoint_paths(path)
     try:
-        doc = json.loads(json_path.read_text())
+        with open(json_path, "rb") as f:
+            raw = f.read(MAX_METADATA_BYTES + 1)
+        if len(raw) > MAX_METADATA_BYTES:
+            raise AdvisorError(
+                f"{json_path} is larger than {MAX_METADATA_BYTES // 2**20} MiB; advisor "
+                "metadata is a few KB"
+            )
+        doc = json.loads(raw)
     except FileNotFoundError:
         raise AdvisorError(f"no advisor checkpoint at {json_path}") from None
-    except (OSError, ValueError) as err:
-        raise AdvisorError(f"{json_path} is not readable JSON ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: absurd nesting
+        text = " ".join(str(err).split())[:200] or type(err).__name__
+        raise AdvisorError(f"{json_path} is not readable JSON ({text})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise AdvisorError(f"{json_path} is not an advisor checkpoint (no format: {FORMAT})")
     if doc.get("format_version") != FORMAT_VERSION:
         raise AdvisorError(
-            f"{json_path} has format_version {doc.get('format_version')!r}; this advisor reads "
-            f"version {FORMAT_VERSION}: upgrade advisor"
+            f"{json_path} has format_version {short_repr(doc.get('format_version'))}; this "
+            f"advisor reads version {FORMAT_VERSION}: upgrade advisor"
         )
+    networks = doc.get("networks")
+    if not (
+        isinstance(networks, list)
+        and "G_ema" in networks
+        and all(isinstance(n, str) and n in NETWORKS for n in networks)
+    ):
+        raise AdvisorError(f"{json_path} has invalid metadata (networks must list {NETWORKS})")
     try:
         return CheckpointMetadata.from_json(doc), doc
     except (KeyError, TypeError, ValueError) as err:
-        raise AdvisorError(f"{json_path} has invalid metadata ({err})") from None
+        text = " ".join(str(err).split())[:300]
+        raise AdvisorError(f"{json_path} has invalid metadata ({text})") from None
 
 
 def load_checkpoint(
@@ -197,7 +300,7 @@ def load_checkpoint(
     """
     tensors_path, json_path = checkpoint_paths(path)
     metadata, doc = read_metadata(json_path)
-    present = tuple(doc.get("networks") or ())
+    present = tuple(doc["networks"])
     wanted = present if networks is None else tuple(dict.fromkeys(("G_ema", *networks)))
     absent = [n for n in wanted if n not in present]
     if absent:

@@ -16,26 +16,34 @@ Formats (``detect_format``):
 Every import reports, per network, which NVlabs parameters were matched, which were missing
 (``strict`` refuses those), which source tensors were unexpected (ignored) and which values were
 derived rather than read (see :class:`NetworkReport`).
+
+Nothing in a source file is trusted: pickles are scanned before they are unpickled
+(:mod:`.pickle_scan`), every tensor must be a dense view inside its own storage, every tensor
+that fills a network must have the shape the config gives it, a floating-point dtype and finite
+values (NaN or inf weights are a corrupt or diverged checkpoint, refused rather than sampled),
+and configs go through their bounds and size estimate before any network is built.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from advisor.cache import check_destination
 from advisor.checkpoints.format import (
     NETWORKS,
     Checkpoint,
     CheckpointMetadata,
+    OutputExists,
     Provenance,
     checkpoint_paths,
     is_advisor_checkpoint,
@@ -44,11 +52,14 @@ from advisor.checkpoints.format import (
 )
 from advisor.checkpoints.infer import infer_discriminator_config, infer_generator_config
 from advisor.checkpoints.nvlabs_pickle import (
+    MAX_TENSOR_DIMS,
     PersistentRecord,
     load_nvlabs_pickle,
     to_plain,
+    torch_load_detail,
     torch_refused_global,
 )
+from advisor.checkpoints.pickle_scan import scan_torch_save
 from advisor.checkpoints.rosinality import discriminator_to_nvlabs, generator_to_nvlabs
 from advisor.download import sha256_file
 from advisor.errors import AdvisorError
@@ -57,6 +68,10 @@ from advisor.networks import Discriminator, DiscriminatorConfig, Generator, Gene
 #: Seeds and sample count of the w average advisor derives when a source stores none.
 W_AVG_SAMPLES = 10_000
 _TORCH_LEGACY_MAGIC = bytes.fromhex("8a0a6cfc9c46f9206aa85019")  # LONG1 magic of torch.save
+#: A zip file starts with a local file header (torch.save writes one first). Looking for the
+#: end-of-archive record instead (``zipfile.is_zipfile``) would take a pickle that happens to
+#: hold those four bytes near its end for a zip.
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -126,7 +141,7 @@ def _detect(path: Path) -> tuple[str, Any]:
         raise AdvisorError(f"no such file: {path}")
     with open(path, "rb") as f:
         head = f.read(16)
-    if zipfile.is_zipfile(path) or (head[:1] == b"\x80" and head[2:14] == _TORCH_LEGACY_MAGIC):
+    if head[:4] == _ZIP_LOCAL_HEADER or (head[:1] == b"\x80" and head[2:14] == _TORCH_LEGACY_MAGIC):
         data = _torch_load(path)
         return _classify_torch_save(path, data), data
     if head[:1] == b"\x80" and 2 <= head[1] <= 5:
@@ -223,14 +238,18 @@ def import_checkpoint(
     """Convert a checkpoint file to advisor's format: ``out_dir/name.safetensors`` + ``.json``.
 
     ``name`` is also the checkpoint's name in the metadata. Refuses to replace existing files
-    unless ``overwrite``. Returns the :class:`ImportReport` with ``output`` = the JSON path.
+    unless ``overwrite`` (:class:`OutputExists`, before the source is read). The pair is written
+    completely or not at all (see :func:`save_checkpoint`). Returns the :class:`ImportReport`
+    with ``output`` = the JSON path.
     """
     if not name or Path(name).name != name or name.startswith("."):
         raise AdvisorError(f"checkpoint name {name!r} must be a plain file name")
     target = Path(out_dir) / name
-    existing = [p for p in checkpoint_paths(target) if p.exists()]
+    existing = [p for p in checkpoint_paths(target) if os.path.lexists(p)]
     if existing and not overwrite:
-        raise AdvisorError(f"{existing[0]} already exists; pass overwrite to replace it")
+        raise OutputExists(existing[0])
+    for output in checkpoint_paths(target):  # a folder in the way, an unwritable parent...
+        check_destination(output, overwrite=True)
     ckpt, report = read_checkpoint(
         path,
         name=name,
@@ -257,8 +276,18 @@ def _fill(module: torch.nn.Module, source: dict[str, torch.Tensor], net: str) ->
                 continue
             if tuple(value.shape) != tuple(target[key].shape):
                 raise AdvisorError(
-                    f"{net}.{key} has shape {tuple(value.shape)} in the source but "
-                    f"{tuple(target[key].shape)} in the network its config describes"
+                    f"{net}.{key} has shape {tuple(value.shape)[:MAX_TENSOR_DIMS]} in the source "
+                    f"but {tuple(target[key].shape)} in the network its config describes"
+                )
+            if not value.is_floating_point():
+                raise AdvisorError(
+                    f"{net}.{key} has dtype {value.dtype} in the source; StyleGAN weights are "
+                    "floating point"
+                )
+            if not torch.isfinite(value).all():
+                raise AdvisorError(
+                    f"{net}.{key} holds NaN or infinite values; the checkpoint is corrupt or "
+                    "its training diverged"
                 )
             target[key].copy_(value)
             matched.append(key)
@@ -310,6 +339,14 @@ def _read_nvlabs_pickle(path: Path, notes: list[str]) -> tuple[dict, dict, dict]
     data = load_nvlabs_pickle(path)
     if not isinstance(data, dict) or not isinstance(data.get("G_ema"), PersistentRecord):
         raise AdvisorError(f"{path.name} is a pickle but not an NVlabs snapshot (no G_ema)")
+    try:
+        return _nvlabs_networks(path, data, notes)
+    except AdvisorError as err:  # the records' own checks do not know the file's name
+        text = str(err)
+        raise type(err)(text if text.startswith(path.name) else f"{path.name}: {text}") from None
+
+
+def _nvlabs_networks(path: Path, data: dict, notes: list[str]) -> tuple[dict, dict, dict]:
     module = _nvlabs_module(data["G_ema"])
     states, configs = {}, {}
     for net in NETWORKS:
@@ -326,12 +363,13 @@ def _read_nvlabs_pickle(path: Path, notes: list[str]) -> tuple[dict, dict, dict]
             configs[net] = kind.from_nvlabs_kwargs(record.init_kwargs, module=module)
         except (ValueError, TypeError) as err:
             raise AdvisorError(f"{path.name}: {net} cannot be rebuilt: {err}") from None
-        states[net] = record.tensors()
+        states[net] = _source_tensors(record.tensors(), f"{path.name}: {net}")
     found: dict[str, Any] = {}
-    kwargs = to_plain(data.get("training_set_kwargs") or {})
+    kwargs = data.get("training_set_kwargs")
+    kwargs = to_plain(kwargs) if isinstance(kwargs, dict) else None
     if isinstance(kwargs, dict) and isinstance(kwargs.get("path"), str):
-        found["source_dataset"] = Path(kwargs["path"]).name
-    if m := re.search(r"network-snapshot-(\d+)", path.name):
+        found["source_dataset"] = Path(kwargs["path"]).name[:200]
+    if m := re.search(r"network-snapshot-(\d{1,9})", path.name):
         found["training_kimg"] = float(m.group(1))
     notes.append(f"NVlabs network module: {module}")
     return states, configs, found
@@ -339,20 +377,22 @@ def _read_nvlabs_pickle(path: Path, notes: list[str]) -> tuple[dict, dict, dict]
 
 def _torch_load(path: Path) -> Any:
     try:
+        with open(path, "rb") as f:
+            scan_torch_save(f, size=os.fstat(f.fileno()).st_size, what=path.name)
         with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
+    except AdvisorError:
+        raise
     except Exception as err:  # noqa: BLE001 - a refused or corrupt file is one line
-        text = " ".join(str(err).split())
         refused = torch_refused_global(err)
         if refused:
             raise AdvisorError(
                 f"refused: {path.name} asks for {refused}, which advisor never loads "
                 "(nothing was run)"
             ) from None
-        raise AdvisorError(
-            f"{path.name} is not a readable torch.save file ({text[:200]})"
-        ) from None
+        detail = torch_load_detail(err) or "refused by torch's restricted loader; nothing was run"
+        raise AdvisorError(f"{path.name} is not a readable torch.save file ({detail})") from None
 
 
 def _classify_torch_save(path: Path, data: Any) -> str:
@@ -368,10 +408,26 @@ def _classify_torch_save(path: Path, data: Any) -> str:
     )
 
 
-def _tensors(value: Any, where: str) -> dict[str, torch.Tensor]:
-    if not isinstance(value, dict) or not all(isinstance(v, torch.Tensor) for v in value.values()):
+def _source_tensors(value: Any, where: str) -> dict[str, torch.Tensor]:
+    """A source's state dict, checked: names are strings, values dense tensors inside their
+    own storage (no overlapping views: a few stored bytes cannot claim a huge tensor)."""
+    if not isinstance(value, dict):
         raise AdvisorError(f"{where} is not a state dict of tensors")
+    for key, tensor in value.items():
+        if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
+            raise AdvisorError(f"{where} is not a state dict of tensors (names to tensors)")
+        _check_geometry(tensor, f"{where}[{key[:80]!r}]")
     return dict(value)
+
+
+def _check_geometry(tensor: torch.Tensor, where: str) -> None:
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type == "meta":
+        raise AdvisorError(f"{where} is not a plain dense tensor ({tensor.layout})")
+    if tensor.ndim > MAX_TENSOR_DIMS:
+        raise AdvisorError(f"{where} has {tensor.ndim} dimensions")
+    storage_bytes = tensor.untyped_storage().nbytes()
+    if math.prod(tensor.shape) * tensor.element_size() > storage_bytes:
+        raise AdvisorError(f"{where} claims more values than its storage holds (a forged view)")
 
 
 def _read_torch_save(path: Path, fmt: str, data: Any, notes: list[str]) -> tuple[dict, dict, dict]:
@@ -381,13 +437,14 @@ def _read_torch_save(path: Path, fmt: str, data: Any, notes: list[str]) -> tuple
         for net, key in (("G_ema", "g_ema"), ("G", "g"), ("D", "d")):
             if data.get(key) is None:
                 continue
-            state = _tensors(data[key], f"{path.name}[{key!r}]")
+            state = _source_tensors(data[key], f"{path.name}[{key!r}]")
             renamed = (discriminator_to_nvlabs if net == "D" else generator_to_nvlabs)(state)
             states[net] = renamed.tensors
             if renamed.unused:
                 notes.append(f"{net}: unused rosinality tensors {', '.join(renamed.unused)}")
         avg = data.get("latent_avg")
         if isinstance(avg, torch.Tensor) and "G_ema" in states:
+            _check_geometry(avg, f"{path.name}['latent_avg']")
             states["G_ema"]["mapping.w_avg"] = avg.reshape(-1)
             notes.append("G_ema: mapping.w_avg read from the file's latent_avg")
         conv_clamp = None  # rosinality never clamps activations
@@ -395,7 +452,7 @@ def _read_torch_save(path: Path, fmt: str, data: Any, notes: list[str]) -> tuple
     else:
         for net in NETWORKS:
             if data.get(net) is not None:
-                states[net] = _tensors(data[net], f"{path.name}[{net!r}]")
+                states[net] = _source_tensors(data[net], f"{path.name}[{net!r}]")
         conv_clamp = 256  # NVlabs' training configs; not recorded in a bare state dict
         notes.append(
             "configs inferred from tensor shapes; assumed NVlabs training defaults "

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from advisor.errors import AdvisorError
+from advisor.networks.config import MAX_RESOLUTION
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,24 @@ class Renamed:
 
 
 def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
-    found = {int(m.group(1)) for k in state if (m := re.fullmatch(pattern, k))}
+    found = set()
+    for key in state:
+        if m := re.fullmatch(pattern, key):
+            if len(m.group(1)) > 6:
+                raise AdvisorError(f"rosinality state has an absurd layer index in {key[:40]}")
+            found.add(int(m.group(1)))
     if found and found != set(range(min(found), min(found) + len(found))):
         raise AdvisorError(f"rosinality state has gaps in {pattern}")
     return len(found)
+
+
+def _check_blocks(blocks: int, what: str) -> None:
+    """``blocks`` resolution doublings above 4x4 must stay within ``MAX_RESOLUTION``."""
+    if 4 << blocks > MAX_RESOLUTION:
+        raise AdvisorError(
+            f"rosinality {what} state has {blocks} blocks above 4x4; advisor supports images "
+            f"up to {MAX_RESOLUTION} px"
+        )
 
 
 class _Mover:
@@ -87,7 +102,7 @@ def _modconv(m: _Mover, src: str, dst: str, noise: str | None) -> None:
     m.move(f"{src}.conv.modulation.bias", f"{dst}.affine.bias")
     if noise is not None:
         m.move(f"{src}.noise.weight", f"{dst}.noise_strength", ())
-        side = m.src[noise].shape[-1] if noise in m.src else 0
+        side = m.src[noise].shape[-1] if noise in m.src and m.src[noise].ndim else 0
         m.move(noise, f"{dst}.noise_const", (side, side))
     m.move(f"{src}.activate.bias", f"{dst}.bias")
 
@@ -113,6 +128,7 @@ def generator_to_nvlabs(state: dict[str, torch.Tensor]) -> Renamed:
     n_up = _count(state, r"to_rgbs\.(\d+)\.conv\.weight")
     if n_mlp == 0 or "input.input" not in state:
         raise AdvisorError("not a rosinality generator state (no style.N / input.input)")
+    _check_blocks(n_up, "generator")
     for i in range(n_mlp):
         m.move(f"style.{i + 1}.weight", f"mapping.fc{i}.weight")
         m.move(f"style.{i + 1}.bias", f"mapping.fc{i}.bias")
@@ -151,6 +167,7 @@ def discriminator_to_nvlabs(state: dict[str, torch.Tensor]) -> Renamed:
     n_blocks = _count(state, r"convs\.(\d+)\.conv1\.0\.weight")
     if n_blocks == 0 or "convs.0.0.weight" not in state:
         raise AdvisorError("not a rosinality discriminator state (no convs.0 / ResBlocks)")
+    _check_blocks(n_blocks, "discriminator")
     top = 4 << n_blocks
     m.move("convs.0.0.weight", f"b{top}.fromrgb.weight")
     m.move("convs.0.1.bias", f"b{top}.fromrgb.bias")

@@ -33,6 +33,8 @@ __all__ = [
     "FeatureExtractor",
     "FeatureProtocol",
     "WeightsFile",
+    "check_extractor",
+    "check_precision",
     "extractor_protocol",
     "get_extractor",
     "list_extractors",
@@ -48,10 +50,16 @@ def list_extractors() -> list[str]:
 def _extractor_class(name: str) -> type[FeatureExtractor]:
     try:
         return EXTRACTORS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise AdvisorError(
             f"unknown extractor {name!r}; choose one of {', '.join(list_extractors())}"
         ) from None
+
+
+def check_extractor(name: str) -> str:
+    """Return ``name`` if registered, else raise :class:`AdvisorError` listing the known ones."""
+    _extractor_class(name)
+    return name
 
 
 def extractor_protocol(

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -208,11 +210,12 @@ class FeatureExtractor(FoldsBatchNorm):
     def load_weights(self, weights: WeightsFile) -> None:
         """Load ``weights.path`` strictly (``weights_only=True``) and record it in the protocol."""
         try:
-            state = torch.load(weights.path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's pickle-protocol chatter
+                state = torch.load(weights.path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many types for a non-checkpoint file
-            reason = (str(err).strip().splitlines() or [""])[0][:200]
             raise AdvisorError(
-                f"cannot read {weights.path} as a weights file ({type(err).__name__}: {reason})"
+                f"cannot read {weights.path} as a weights file ({_load_failure(err)})"
             ) from None
         if not isinstance(state, dict):
             raise AdvisorError(f"{weights.path} does not hold a state dict")
@@ -270,6 +273,23 @@ class FeatureExtractor(FoldsBatchNorm):
         return out.to(torch.float32, copy=True)
 
 
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in our words.
+
+    torch's own text for a refused pickle advises retrying with ``weights_only=False``; for a
+    file from anywhere that would run its code, so that text is never passed on.
+    """
+    if isinstance(err, pickle.UnpicklingError):
+        return (
+            "it holds Python objects besides tensors, which advisor never loads; "
+            "use a file of plain tensors (a state_dict saved with torch.save, or safetensors)"
+        )
+    text = " ".join(str(err).split())
+    if "weights_only" in text or not text:
+        return f"{type(err).__name__}; not a torch.save file of tensors"
+    return f"{type(err).__name__}: {text[:200]}"
+
+
 # --- registry --------------------------------------------------------------------------------
 
 E = TypeVar("E", bound=type[FeatureExtractor])
@@ -307,18 +327,26 @@ def weights_sha256(path: str | os.PathLike[str]) -> str:
     path = Path(path).resolve()
     st = path.stat()
     stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
-    memo_path = cache_dir("weights") / _MEMO_NAME
     try:
-        memo = json.loads(memo_path.read_text())
-        if not isinstance(memo, dict):
-            memo = {}
-    except (OSError, ValueError):
-        memo = {}
+        memo_path: Path | None = cache_dir("weights") / _MEMO_NAME
+    except AdvisorError:
+        memo_path = None  # the memo is an optimisation only: an unusable cache just re-hashes
+    memo: dict[str, object] = {}
+    if memo_path is not None:
+        try:
+            loaded = json.loads(memo_path.read_text())
+            memo = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError, RecursionError):
+            pass
     entry = memo.get(str(path))
-    if isinstance(entry, dict) and entry.get("stamp") == stamp:
-        return str(entry["sha256"])
+    if (
+        isinstance(entry, dict)
+        and entry.get("stamp") == stamp
+        and isinstance(entry.get("sha256"), str)
+    ):
+        return entry["sha256"]
     digest = sha256_file(path)
-    if time.time() - st.st_mtime_ns / 1e9 > _RACY_SECONDS:
+    if memo_path is not None and time.time() - st.st_mtime_ns / 1e9 > _RACY_SECONDS:
         memo[str(path)] = {"stamp": stamp, "sha256": digest}
         try:
             atomic_write_bytes(memo_path, json.dumps(memo, indent=1).encode())

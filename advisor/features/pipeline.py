@@ -2,75 +2,75 @@
 
 A feature set is a float32 ``[N, D]`` array plus the protocol that made it (extractor, weights
 hash, input size, resize policy, precision) and the names of the images it came from, in order.
-Feature sets are saved as ``.npz`` (never pickles): ``features`` plus a JSON ``meta`` string.
+Feature sets are saved as ``.npz`` (never pickles): ``features`` plus a JSON ``meta`` string,
+read back with every field checked (:mod:`advisor.features.files`).
 
 The cache key is ``sha256(image set content hash, protocol key)``: the bytes of every file in
 order and everything that changes a feature. A second run on an unchanged folder reads the files
-to hash them, but decodes nothing and touches no network.
+to hash them, but decodes nothing and touches no network. The cache is best effort: an entry that
+is not a valid feature file is a miss (and is replaced), and a cache that cannot be written
+(full disk, unusable ``ADVISOR_CACHE``) costs a warning, never the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from advisor.cache import atomic_path, cache_dir
+from advisor.cache import cache_dir, os_reason
+from advisor.devices import AUTO, resolve_device
 from advisor.errors import AdvisorError
-from advisor.features import extractor_protocol, get_extractor
+from advisor.features import check_extractor, check_precision, extractor_protocol, get_extractor
+from advisor.features.files import (
+    FEATURE_SUFFIXES,
+    FORMAT,
+    FeatureSet,
+    is_feature_file,
+    load_features,
+    save_features,
+    write_npz,
+)
 from advisor.images import (
     DECODE_POLICY,
     ImageSet,
     LoadReport,
-    Skipped,
     iter_batches,
     open_image_set,
 )
 
-#: Suffixes read as feature files rather than image sources.
-FEATURE_SUFFIXES = (".npz", ".npy")
-_FORMAT = "advisor-features/1"
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """Features of one image set.
-
-    features: float32 ``[N, D]``, row i belongs to ``names[i]``.
-    protocol: the extractor protocol as a dict (``FeatureProtocol.to_dict()``); empty when
-        unknown (a plain ``.npy`` file).
-    names: display paths of the images the rows came from (empty when unknown).
-    skipped: files of the source that were skipped, with reasons.
-    source: what the user pointed at.
-    from_cache: True when the features came from advisor's cache.
-    """
-
-    features: np.ndarray
-    protocol: dict[str, object]
-    names: tuple[str, ...] = ()
-    skipped: tuple[Skipped, ...] = ()
-    source: str = ""
-    from_cache: bool = False
-
-    def __len__(self) -> int:
-        return int(self.features.shape[0])
+__all__ = [
+    "FEATURE_SUFFIXES",
+    "FeatureOptions",
+    "FeatureSet",
+    "compute_features",
+    "features_of",
+    "is_feature_file",
+    "load_features",
+    "resolve_device",
+    "save_features",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
 class FeatureOptions:
-    """How to turn images into features. ``device`` "auto" picks CUDA when available."""
+    """How to turn images into features. ``device`` "auto" picks CUDA when available.
+
+    Validated on construction (unknown extractor, precision or device, batch size < 1,
+    workers < 0: :class:`AdvisorError`), so a bad option fails before any image is read.
+    ``weights``: a local weights file instead of the extractor's default.
+    """
 
     extractor: str = "inception"
     weights: str | None = None
     precision: str = "fp32"
-    device: str = "auto"
+    device: str = AUTO
     batch_size: int = 64
     workers: int | None = None
     strict: bool = False
@@ -78,20 +78,15 @@ class FeatureOptions:
     offline: bool | None = None
     progress: bool = True
 
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise AdvisorError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
-
-
-def is_feature_file(source: str | os.PathLike[str]) -> bool:
-    """True when ``source`` names a feature file (.npz or .npy) rather than images."""
-    return Path(source).suffix.lower() in FEATURE_SUFFIXES
+    def __post_init__(self) -> None:
+        check_extractor(self.extractor)
+        check_precision(self.precision)
+        if self.device != AUTO:  # "auto" always resolves; skip the CUDA query at import time
+            resolve_device(self.device)
+        if isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise AdvisorError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise AdvisorError(f"workers must be 0 or more, got {self.workers}")
 
 
 def compute_features(
@@ -99,9 +94,13 @@ def compute_features(
 ) -> FeatureSet:
     """Features of an image folder, .zip or file list, from the cache when possible.
 
+    The cache is best effort: when it cannot be read or written (an unusable ``ADVISOR_CACHE``,
+    a full disk) a warning says so and the features are computed and returned all the same.
     Raises :class:`AdvisorError` for unusable sources, unknown extractors, missing weights,
-    and (with ``options.strict``) any skipped file.
+    a device this machine lacks, no decodable image, and (with ``options.strict``) any skipped
+    file.
     """
+    device = resolve_device(options.device)
     image_set = source if isinstance(source, ImageSet) else open_image_set(source)
     if options.strict and image_set.skipped:
         first = image_set.skipped[0]
@@ -113,16 +112,16 @@ def compute_features(
         offline=options.offline,
         progress=options.progress,
     )
-    key = None
+    entry = None
     if options.cache:
-        key = _cache_key(image_set, protocol.key())
-        cached = _read_cache(key, image_set.source)
+        entry = _cache_entry(_cache_key(image_set, protocol.key()))
+    if entry is not None:
+        cached = _read_cache(entry, image_set.source)
         if cached is not None:
             if options.strict and cached.skipped:
                 first = cached.skipped[0]
                 raise AdvisorError(f"{first.path}: {first.reason} (--strict)")
             return cached
-    device = resolve_device(options.device)
     extractor = get_extractor(
         options.extractor,
         weights=options.weights,
@@ -153,6 +152,10 @@ def compute_features(
             rows.append(extractor(batch.images.to(device)).float().cpu().numpy())
             indices.append(batch.indices.numpy())
             bar.update(len(batch.indices))
+    if not rows:
+        raise AdvisorError(
+            f"{image_set.source}: none of its {len(image_set)} image file(s) could be decoded"
+        )
     features = np.concatenate(rows).astype(np.float32, copy=False)
     order = np.concatenate(indices)
     result = FeatureSet(
@@ -162,54 +165,9 @@ def compute_features(
         skipped=tuple(report.skipped),
         source=image_set.source,
     )
-    if key is not None:
-        _write_npz(cache_dir("features") / f"{key}.npz", result)
+    if entry is not None:
+        _write_cache(entry, result)
     return result
-
-
-def load_features(path: str | os.PathLike[str]) -> FeatureSet:
-    """Read a feature file: ``.npz`` as written by :func:`save_features`, or a plain ``.npy``.
-
-    A ``.npz`` needs a ``features`` array; its ``meta`` (protocol, names) is optional. A ``.npy``
-    must hold a 2-D float array. Never unpickles (``allow_pickle=False``).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise AdvisorError(f"feature file not found: {path}")
-    try:
-        if path.suffix.lower() == ".npy":
-            features = np.load(path, allow_pickle=False)
-            meta: dict[str, object] = {}
-        else:
-            with np.load(path, allow_pickle=False) as data:
-                if "features" not in data:
-                    raise AdvisorError(f"{path}: no 'features' array in this .npz")
-                features = data["features"]
-                meta = json.loads(str(data["meta"])) if "meta" in data else {}
-    except AdvisorError:
-        raise
-    except (ValueError, OSError, EOFError, json.JSONDecodeError) as err:
-        raise AdvisorError(f"{path}: not a readable feature file ({err})") from None
-    if features.ndim != 2 or not np.issubdtype(features.dtype, np.floating):
-        raise AdvisorError(
-            f"{path}: expected a 2-D float array [N, D], got {features.dtype} {features.shape}"
-        )
-    return FeatureSet(
-        features=features.astype(np.float32, copy=False),
-        protocol=dict(meta.get("protocol", {})),
-        names=tuple(meta.get("names", ())),
-        skipped=tuple(Skipped(**s) for s in meta.get("skipped", ())),
-        source=str(meta.get("source", path)),
-    )
-
-
-def save_features(path: str | os.PathLike[str], feature_set: FeatureSet) -> Path:
-    """Write ``feature_set`` to ``path`` (.npz, atomically); returns the path."""
-    path = Path(path)
-    if path.suffix.lower() != ".npz":
-        raise AdvisorError(f"feature files are written as .npz; got {path.name}")
-    _write_npz(path, feature_set)
-    return path
 
 
 def features_of(
@@ -221,36 +179,41 @@ def features_of(
     return compute_features(source, options=options)
 
 
-def _meta(feature_set: FeatureSet) -> dict[str, object]:
-    return {
-        "format": _FORMAT,
-        "protocol": feature_set.protocol,
-        "names": list(feature_set.names),
-        "skipped": [dataclasses.asdict(s) for s in feature_set.skipped],
-        "source": feature_set.source,
-    }
-
-
-def _write_npz(path: Path, feature_set: FeatureSet) -> None:
-    with atomic_path(path) as tmp:
-        np.savez(
-            tmp,
-            features=feature_set.features.astype(np.float32, copy=False),
-            meta=np.array(json.dumps(_meta(feature_set))),
-        )
-
-
 def _cache_key(image_set: ImageSet, protocol_key: str) -> str:
-    parts = (_FORMAT, DECODE_POLICY, image_set.content_hash(), protocol_key)
+    parts = (FORMAT, DECODE_POLICY, image_set.content_hash(), protocol_key)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _read_cache(key: str, source: str) -> FeatureSet | None:
-    path = cache_dir("features") / f"{key}.npz"
-    if not path.is_file():
-        return None
+def _cache_warning(problem: str) -> None:
+    # One text per problem, whichever entry hit it: repeats are shown once.
+    warnings.warn(f"feature cache {problem}; continuing without it", stacklevel=4)
+
+
+def _cache_entry(key: str) -> Path | None:
+    """Where the entry for ``key`` lives, or None (with a warning) when the cache folder cannot
+    be used."""
     try:
-        cached = load_features(path)
-    except AdvisorError:
-        return None  # a damaged cache entry is recomputed and rewritten
+        return cache_dir("features") / f"{key}.npz"
+    except AdvisorError as err:
+        _cache_warning(f"not used ({err})")
+        return None
+
+
+def _read_cache(entry: Path, source: str) -> FeatureSet | None:
+    """The cached feature set, or None for a miss. Anything at ``entry`` that is not a valid
+    feature file (damaged, another file type, unreadable) is a miss; the new result replaces
+    it."""
+    try:
+        if not entry.is_file():
+            return None
+        cached = load_features(entry)
+    except (AdvisorError, OSError):
+        return None
     return dataclasses.replace(cached, source=source, from_cache=True)
+
+
+def _write_cache(entry: Path, feature_set: FeatureSet) -> None:
+    try:
+        write_npz(entry, feature_set)
+    except OSError as err:
+        _cache_warning(f"not written ({os_reason(err)} in {entry.parent})")

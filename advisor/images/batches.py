@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +12,8 @@ from tqdm import tqdm
 
 from advisor.errors import AdvisorError
 from advisor.images.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, resize_hwc
-from advisor.images.sets import ImageSet, Skipped, _os_reason, _printable, open_image_set
+from advisor.images.sets import ImageSet, Skipped, _os_reason, open_image_set, printable
+from advisor.images.zips import ZipMemberError
 
 # With workers=None, sets smaller than this decode in-process: starting worker processes costs
 # more than decoding a few hundred images.
@@ -42,11 +42,17 @@ class LoadReport:
         total = self.loaded + len(self.skipped)
         if not self.skipped:
             return f"loaded {self.loaded} files, none skipped"
-        shown = ", ".join(f"{_printable(s.path)} ({s.reason})" for s in self.skipped[:first])
-        more = len(self.skipped) - first
-        return f"skipped {len(self.skipped)} of {total} files: {shown}" + (
-            f", and {more} more" if more > 0 else ""
-        )
+        return f"skipped {len(self.skipped)} of {total} files: {format_skips(self.skipped, first)}"
+
+
+def format_skips(skipped: Sequence[Skipped], first: int = 5) -> str:
+    """The first ``first`` skips on one line: "a.png (truncated), b.jpg (zero bytes), and 3 more".
+
+    Paths and reasons are printable (see ``Skipped``), so odd file names cannot break the line.
+    """
+    shown = ", ".join(f"{printable(s.path)} ({printable(s.reason)})" for s in skipped[:first])
+    more = len(skipped) - first
+    return shown + (f", and {more} more" if more > 0 else "")
 
 
 def iter_batches(
@@ -92,7 +98,7 @@ def iter_batches(
             shape = image.shape if shape is None else shape
             if image.shape != shape:
                 raise AdvisorError(
-                    f"{_printable(image_set.names[index])} is {image.shape[2]}x{image.shape[1]} "
+                    f"{printable(image_set.names[index])} is {image.shape[2]}x{image.shape[1]} "
                     f"but earlier images are {shape[2]}x{shape[1]}: give a size to resize to"
                 )
             images.append(image)
@@ -132,7 +138,7 @@ def _record_skip(report: LoadReport, skip: Skipped, strict: bool) -> None:
     report.skipped.append(skip)
     if strict:
         raise AdvisorError(
-            f"{_printable(skip.path)}: {skip.reason} (strict mode: fix or remove the file, "
+            f"{skip.path}: {skip.reason} (strict mode: fix or remove the file, "
             "or run without --strict to skip it)"
         )
 
@@ -156,7 +162,9 @@ class _DecodeDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
         try:
             data = self.image_set.read_bytes(i)
-        except (OSError, zipfile.BadZipFile) as err:
+        except ZipMemberError as err:
+            return i, None, err.reason
+        except OSError as err:
             return i, None, f"unreadable: {_os_reason(err)}"
         try:
             image = decode_image(data, max_pixels=self.max_pixels)

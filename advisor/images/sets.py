@@ -1,38 +1,52 @@
 """Listing an image set: a folder, a ``.zip`` or a list of files -> ``ImageSet``.
 
-The listing rules are in the package docstring (``advisor.images``). Also home of the two message
-helpers the package shares (``_os_reason``, ``_printable``).
+The listing rules are in the package docstring (``advisor.images``); zips are read by
+``advisor.images.zips``. Also home of the two message helpers the package shares (``_os_reason``,
+``printable``).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import heapq
 import os
 import stat
 import struct
-import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from advisor.errors import AdvisorError
+from advisor.images import zips
 
 #: Lower-case file suffixes (with the dot) listed from folders and zips.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 )
-#: Files (or zip members) larger than this are skipped at listing, before being read into memory.
+#: Files (or zip members) larger than this are skipped at listing, before being read into memory,
+#: and never read past at decoding. Real dataset images are at most tens of MB; the largest image
+#: decoding allows (``DEFAULT_MAX_PIXELS``, 89.5 Mpx) is 716 MB even as uncompressed 16-bit RGBA.
 MAX_FILE_BYTES: int = 1 << 30
+# Hashing reads files and members in chunks of this size.
+_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that gave no image: its display path and a short reason ("truncated", ...)."""
+    """A file that gave no image: its display path and a short reason ("truncated", ...).
+
+    Both are stored in their ``printable`` form (control characters and undecodable bytes
+    escaped), so every report, error and saved file shows them on one line.
+    """
 
     path: str
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", printable(str(self.path)))
+        object.__setattr__(self, "reason", printable(str(self.reason)))
 
 
 class ImageSet:
@@ -42,7 +56,8 @@ class ImageSet:
     candidates in their deterministic order (relative POSIX paths for folders, member names for
     zips, paths as given for lists) and ``skipped`` the problems found while listing. The object
     is picklable and safe to use from forked or spawned worker processes: a zip is reopened
-    lazily in each process.
+    lazily in each process. Reading an entry never reads more than ``MAX_FILE_BYTES`` (files) or
+    the member's declared size (zips), and never blocks on a file replaced by a FIFO.
     """
 
     def __init__(
@@ -53,7 +68,7 @@ class ImageSet:
         skipped: Sequence[Skipped],
         paths: Sequence[str] = (),
         zip_path: str | None = None,
-        zip_members: Sequence[int] = (),
+        zip_members: Sequence[zips.ZipMember] = (),
     ) -> None:
         self.source = source
         self.names: tuple[str, ...] = tuple(names)
@@ -61,7 +76,7 @@ class ImageSet:
         self._paths = tuple(paths)
         self._zip_path = zip_path
         self._zip_members = tuple(zip_members)
-        self._zip_file: zipfile.ZipFile | None = None
+        self._zip_file: BinaryIO | None = None
         self._zip_pid = -1
         self._hash: str | None = None
 
@@ -76,19 +91,25 @@ class ImageSet:
         state["_zip_file"], state["_zip_pid"] = None, -1
         return state
 
-    def _open(self, i: int) -> BinaryIO:
-        if self._zip_path is None:
-            return open(self._paths[i], "rb")
-        # A zip handle inherited through fork shares its file offset with the parent: reopen.
+    def _archive(self) -> BinaryIO:
+        assert self._zip_path is not None
+        # A handle inherited through fork shares its file offset with the parent: reopen.
         if self._zip_file is None or self._zip_pid != os.getpid():
-            self._zip_file = zipfile.ZipFile(self._zip_path)
+            self._zip_file = open(self._zip_path, "rb")
             self._zip_pid = os.getpid()
-        return self._zip_file.open(self._zip_file.infolist()[self._zip_members[i]])
+        return self._zip_file
+
+    def _chunks(self, i: int) -> Iterator[bytes]:
+        """Entry ``i`` in pieces of at most 1 MiB."""
+        if self._zip_path is None:
+            return _file_chunks(self._paths[i], _HASH_CHUNK)
+        return zips.iter_member(self._archive(), self._zip_members[i])
 
     def read_bytes(self, i: int) -> bytes:
-        """Raw bytes of entry ``i``; raises ``OSError`` (or ``zipfile.BadZipFile``) on failure."""
-        with self._open(i) as f:
-            return f.read()
+        """Raw bytes of entry ``i``; raises ``OSError`` or ``zips.ZipMemberError`` on failure."""
+        if self._zip_path is None:
+            return b"".join(_file_chunks(self._paths[i], None))
+        return zips.read_member(self._archive(), self._zip_members[i])
 
     def content_hash(self) -> str:
         """sha256 hex over the bytes of all entries, in order, independent of names.
@@ -109,10 +130,9 @@ class ImageSet:
     def _entry_digest(self, i: int) -> bytes:
         entry = hashlib.sha256()
         try:
-            with self._open(i) as f:
-                while chunk := f.read(1 << 20):
-                    entry.update(chunk)
-        except (OSError, zipfile.BadZipFile):
+            for chunk in self._chunks(i):
+                entry.update(chunk)
+        except (OSError, zips.ZipMemberError):
             return hashlib.sha256(b"unreadable").digest()
         return entry.digest()
 
@@ -120,33 +140,48 @@ class ImageSet:
 def open_image_set(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> ImageSet:
     """List a folder (recursive), a ``.zip`` or a list of files; see the package docstring.
 
-    Reads no image data. Raises ``AdvisorError`` (one line) when the source does not exist, is
-    neither a folder nor a zip, is an unreadable zip, or is a list that is empty or names a path
-    that does not exist.
+    Reads no image data. Raises ``AdvisorError`` (one line) when the source does not exist or
+    cannot be reached, is neither a folder nor a zip, is a zip that breaks the rules of
+    ``advisor.images.zips``, or is a list that is empty or names a path that does not exist.
     """
     if not isinstance(source, (str, os.PathLike)):
         return _list_files([os.fspath(item) for item in source])
-    path = Path(source)
-    shown = _printable(os.fspath(source))
-    if path.is_dir():
-        return _list_folder(path, shown)
-    if path.is_file() and zipfile.is_zipfile(path):
-        return _list_zip(path, shown)
-    if not path.exists():
+    path = os.fspath(source)
+    shown = printable(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
         raise AdvisorError(
             f"{shown} does not exist: give a folder of images, a .zip of images or a list of files"
-        )
+        ) from None
+    except (OSError, ValueError) as err:
+        raise AdvisorError(f"cannot reach {shown} ({_os_reason(err)}): check the path") from None
+    if stat.S_ISDIR(st.st_mode):
+        return _list_folder(path, shown)
+    if stat.S_ISREG(st.st_mode) and zips.is_zip(path):
+        return _list_zip(path, shown)
     raise AdvisorError(f"{shown} is neither a folder nor a .zip archive: give the image folder")
 
 
-def _list_folder(root: Path, shown: str) -> ImageSet:
+def _list_folder(root: str, shown: str) -> ImageSet:
+    """Walk ``root``, each real folder (by device and inode) once, whatever links lead to it.
+
+    Folders wait in a heap ordered by (symlinks on the path, display path): the real tree is
+    walked before any alias of it, an alias reached first by several paths takes the first in
+    that order, and the result never depends on the file system's listing order. Work is linear
+    in the real folders and their entries, however many paths symlinks make.
+    """
     found: list[tuple[str, str]] = []
     skipped: list[Skipped] = []
-    root_stat = os.stat(root)
-    stack = [(os.path.abspath(root), "", ((root_stat.st_dev, root_stat.st_ino),))]
-    while stack:
-        folder, prefix, ancestors = stack.pop()
+    visited: set[tuple[int, int]] = set()
+    pending: list[tuple[int, str, str]] = [(0, "", os.path.abspath(root))]
+    while pending:
+        links, prefix, folder = heapq.heappop(pending)
         try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in visited:
+                continue
+            visited.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as listing:
                 entries = list(listing)
         except OSError as err:
@@ -162,10 +197,16 @@ def _list_folder(root: Path, shown: str) -> ImageSet:
                     found.append((name, entry.path))
                 else:
                     skipped.append(Skipped(name, problem))
-            elif entry.is_dir():
-                key = _dir_key(entry.path)
-                if key is not None and key not in ancestors:
-                    stack.append((entry.path, name + "/", (*ancestors, key)))
+                continue
+            try:
+                is_folder, is_link = entry.is_dir(), entry.is_symlink()
+            except OSError as err:
+                # A symlink loop cannot be a folder; anything else might be one we cannot reach.
+                if err.errno != errno.ELOOP:
+                    skipped.append(Skipped(name, f"unreadable: {_os_reason(err)}"))
+                continue
+            if is_folder:
+                heapq.heappush(pending, (links + is_link, name + "/", entry.path))
     found.sort()
     skipped.sort(key=lambda s: s.path)
     return ImageSet(
@@ -176,14 +217,6 @@ def _list_folder(root: Path, shown: str) -> ImageSet:
     )
 
 
-def _dir_key(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _list_files(items: list[str]) -> ImageSet:
     if not items:
         raise AdvisorError("the list of images is empty: give at least one image file")
@@ -191,11 +224,15 @@ def _list_files(items: list[str]) -> ImageSet:
     paths: list[str] = []
     skipped: list[Skipped] = []
     for item in items:
-        if not os.path.lexists(item):
+        try:
+            os.lstat(item)
+        except (FileNotFoundError, NotADirectoryError, ValueError):
             raise AdvisorError(
-                f"{_printable(item)} (in the list of images) does not exist: "
+                f"{printable(item)} (in the list of images) does not exist: "
                 "fix the path or leave it out"
-            )
+            ) from None
+        except OSError:
+            pass  # it may exist but cannot be reached: reported below as a skip
         problem = _file_problem(item)
         if problem is None:
             names.append(item)
@@ -230,43 +267,59 @@ def _file_problem(path: str) -> str | None:
     return None
 
 
-def _list_zip(path: Path, shown: str) -> ImageSet:
-    found: list[tuple[str, int]] = []
-    skipped: list[Skipped] = []
+def _file_chunks(path: str, chunk: int | None) -> Iterator[bytes]:
+    """The bytes of a listed file, ``chunk`` at a time (None: all at once), re-checked as read.
+
+    The file may have changed since listing: it is opened without blocking (a FIFO put in its
+    place cannot hang the read) and refused unless it is still a regular file of at most
+    ``MAX_FILE_BYTES``; reading stops one byte past the size it had when opened.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file any more")
+        if st.st_size > MAX_FILE_BYTES:
+            raise OSError(errno.EFBIG, f"too large ({st.st_size} bytes > {MAX_FILE_BYTES})")
+        left = st.st_size + 1
+        while left > 0 and (data := f.read(min(chunk or left, left))):
+            left -= len(data)
+            if left == 0:
+                raise OSError(errno.EFBIG, "grew while being read")
+            yield data
+
+
+def _list_zip(path: str, shown: str) -> ImageSet:
     try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (OSError, zipfile.BadZipFile) as err:
+        listing = zips.list_zip(path, wanted=_wanted_member, max_member_bytes=MAX_FILE_BYTES)
+    except zips.ZipArchiveError as err:
+        raise AdvisorError(f"cannot read the zip {shown}: {err.detail}; {err.hint}") from None
+    except OSError as err:
         raise AdvisorError(
             f"cannot read the zip {shown} ({_os_reason(err)}): re-create it or give a folder"
-        ) from err
-    for index, info in enumerate(infos):
-        parts = PurePosixPath(info.filename).parts
-        if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-            continue
-        if PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if info.is_dir():
-            skipped.append(Skipped(info.filename, "is a directory"))
-        elif info.flag_bits & 0x1:
-            skipped.append(Skipped(info.filename, "unreadable: encrypted"))
-        elif info.file_size == 0:
-            skipped.append(Skipped(info.filename, "zero bytes"))
-        elif info.file_size > MAX_FILE_BYTES:
-            skipped.append(
-                Skipped(info.filename, f"too large ({info.file_size} bytes > {MAX_FILE_BYTES})")
-            )
-        else:
-            found.append((info.filename, index))
-    found.sort()
-    skipped.sort(key=lambda s: s.path)
+        ) from None
+    members = sorted(listing.members, key=lambda m: m.name)
+    skipped = sorted((Skipped(name, reason) for name, reason in listing.problems), key=_by_path)
     return ImageSet(
         source=shown,
-        names=[name for name, _ in found],
+        names=[m.name for m in members],
         skipped=skipped,
-        zip_path=os.fspath(path.resolve()),
-        zip_members=[index for _, index in found],
+        zip_path=os.path.realpath(path),
+        zip_members=members,
     )
+
+
+def _wanted_member(name: str) -> bool:
+    """Members listed from a zip: image suffixes, outside hidden folders and ``__MACOSX/``."""
+    parts = PurePosixPath(name).parts
+    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return False
+    return PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _by_path(skip: Skipped) -> str:
+    return skip.path
 
 
 def _os_reason(err: BaseException) -> str:
@@ -274,6 +327,7 @@ def _os_reason(err: BaseException) -> str:
     return reason[0].lower() + reason[1:]
 
 
-def _printable(text: str) -> str:
-    """``text`` safe for a one-line message (control or undecodable characters escaped)."""
+def printable(text: str) -> str:
+    """``text`` safe for a one-line message: unchanged when printable, else Python's ``ascii``
+    escapes (control characters, undecodable bytes and non-ASCII all as backslash escapes)."""
     return text if text.isprintable() else ascii(text)[1:-1]

@@ -8,6 +8,10 @@ import numpy as np
 
 #: float64 entries per block of distances/kernel values (64 MiB); never changes a result.
 BLOCK_ELEMENTS = 1 << 23
+#: Largest |feature value| the metrics accept. KID cubes products of features, which leaves
+#: float64's range near 1e51; every float32 value (at most 3.4e38) passes, and real
+#: extractors' features stay below 1e3.
+MAX_ABS_FEATURE = 1e50
 
 
 def as_features(array: np.ndarray, name: str) -> np.ndarray:
@@ -23,6 +27,12 @@ def as_features(array: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(out).all():
         row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
         raise ValueError(f"{name} features contain NaN or inf (first at row {row})")
+    largest = float(np.abs(out).max(initial=0.0))
+    if largest > MAX_ABS_FEATURE:
+        raise ValueError(
+            f"{name} features reach {largest:.3g}, beyond the {MAX_ABS_FEATURE:.0e} the metrics "
+            "can square and cube in float64; rescale the features"
+        )
     return out
 
 

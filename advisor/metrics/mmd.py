@@ -12,7 +12,8 @@ inside the kernel follow the features: float64 features give float64 products (v
 torch-fidelity's float64 result to ~1e-12); float32 features, as extractors produce them, give
 float32 products (as torch-fidelity computes on float32 features, but with float64 sums: about
 1e-7 relative from the float64 value, where torch-fidelity's own float32 result is ~1e-5 off),
-which halves the dominant cost.
+which halves the dominant cost. Features so large that a float32 product could overflow
+(``|x|^2 / D`` near 1e38) get float64 products instead.
 """
 
 from __future__ import annotations
@@ -24,11 +25,29 @@ import numpy as np
 
 from advisor.metrics.inputs import as_pair, row_slices
 
+#: Squared lifted-row norm up to which float32 products are used: float32 overflows at 3.4e38,
+#: and by Cauchy-Schwarz every product of two lifted rows (and every partial sum inside the
+#: matrix product) is at most the larger of their squared norms.
+FLOAT32_PRODUCTS_LIMIT = 1e38
+#: Most row indices KID's subsets may draw (``num_subsets * size`` per set, 800 MB of int64):
+#: 1000x the standard 100 subsets of 1000, and more kernel work than any real run could do.
+MAX_KID_DRAWS = 10**8
+
 
 def products_dtype(*features: np.ndarray) -> type[np.floating]:
-    """float32 when every input arrived as float32 (or narrower), else float64."""
-    narrow = all(np.asarray(f).dtype.itemsize <= 4 for f in features)
-    return np.float32 if narrow else np.float64
+    """float32 when every input ``[N, D]`` arrived as float32 (or narrower) and no product of
+    lifted rows can overflow float32 (real extractors' features are far below that), else
+    float64."""
+    arrays = [np.asarray(f) for f in features]
+    if not all(a.dtype.itemsize <= 4 for a in arrays):
+        return np.float64
+    for a in arrays:
+        if a.size == 0:
+            continue
+        largest = float(np.einsum("ij,ij->i", a, a, dtype=np.float64).max()) / a.shape[1] + 1.0
+        if not largest < FLOAT32_PRODUCTS_LIMIT:
+            return np.float64
+    return np.float32
 
 
 def _lift(x: np.ndarray, dtype: type[np.floating] = np.float64) -> np.ndarray:
@@ -67,6 +86,11 @@ def kid_subsets(
     """Row indices [S, size] per set, drawn exactly as torch-fidelity draws them."""
     if num_subsets < 1:
         raise ValueError(f"KID needs at least 1 subset, got {num_subsets}")
+    if num_subsets * size > MAX_KID_DRAWS:
+        raise ValueError(
+            f"KID with {num_subsets} subsets of {size} rows draws {num_subsets * size} indices "
+            f"per set, more than {MAX_KID_DRAWS}; use fewer or smaller subsets"
+        )
     rng = np.random.RandomState(seed)
     idx1 = np.empty((num_subsets, size), dtype=np.int64)
     idx2 = np.empty((num_subsets, size), dtype=np.int64)

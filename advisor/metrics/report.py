@@ -30,14 +30,28 @@ from advisor.metrics.manifold import manifold_indicators
 _METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 
+#: Most bootstrap resamples: 50x the default 200. Percentile intervals settle by 1,000-2,000
+#: resamples (Efron & Tibshirani); each costs a [resamples, N] float64 count matrix per set.
+MAX_BOOTSTRAP = 10_000
+#: Most KID subsets: 100x the 100 of the KID paper and torch-fidelity.
+MAX_KID_SUBSETS = 10_000
+#: Largest KID subset size: the size is clamped to the smaller set anyway, and no feature set
+#: reaches 10^7 rows (80 GB of 2048-d float32); the bound only catches typos like 10^30.
+MAX_KID_SUBSET_SIZE = 10_000_000
+#: Largest seed: KID draws its subsets with ``np.random.RandomState(seed)`` (as torch-fidelity
+#: does), which takes 0 .. 2^32 - 1; checked here rather than after the features are computed.
+MAX_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class MetricOptions:
     """How the metrics are computed; every field travels with the numbers (``to_dict``).
 
     ``k_pr``: k of the k-NN radii for precision/recall; ``k_dc``: for density/coverage.
     ``kid_subsets`` x ``kid_subset_size``: KID's subsets (the size is clamped to the smaller
-    set). ``seed``: KID's subset draws and the bootstrap. ``bootstrap``: joint resamples for
-    the intervals (0: none); ``confidence``: their coverage.
+    set). ``seed``: KID's subset draws and the bootstrap, 0 .. ``MAX_SEED``. ``bootstrap``:
+    joint resamples for the intervals (0: none); ``confidence``: their coverage. Validated on
+    construction (``ValueError``, one line), so a bad option fails before any work.
     """
 
     k_pr: int = 3
@@ -49,14 +63,27 @@ class MetricOptions:
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
+        for name in ("k_pr", "k_dc", "kid_subsets", "kid_subset_size", "seed", "bootstrap"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         for name in ("k_pr", "k_dc", "kid_subsets"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.kid_subset_size < 2:
-            raise ValueError(f"kid_subset_size must be at least 2, got {self.kid_subset_size}")
-        if self.bootstrap < 0 or self.bootstrap == 1:
+        if self.kid_subsets > MAX_KID_SUBSETS:
             raise ValueError(
-                f"bootstrap must be 0 (no intervals) or at least 2, got {self.bootstrap}"
+                f"kid_subsets must be at most {MAX_KID_SUBSETS}, got {self.kid_subsets}"
+            )
+        if not 2 <= self.kid_subset_size <= MAX_KID_SUBSET_SIZE:
+            raise ValueError(
+                f"kid_subset_size must be between 2 and {MAX_KID_SUBSET_SIZE}, "
+                f"got {self.kid_subset_size}"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED} (2^32 - 1), got {self.seed}")
+        if self.bootstrap < 0 or self.bootstrap == 1 or self.bootstrap > MAX_BOOTSTRAP:
+            raise ValueError(
+                f"bootstrap must be 0 (no intervals) or 2 to {MAX_BOOTSTRAP}, got {self.bootstrap}"
             )
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must lie strictly between 0 and 1, got {self.confidence}")
@@ -189,8 +216,10 @@ def compare_features(
     """FID, KID, precision, recall, density and coverage of ``candidate`` against ``reference``.
 
     Inputs are real arrays [N, D] of any float dtype (float64 inside; KID's kernel products
-    follow float32 inputs, see :mod:`advisor.metrics.mmd`). Raises ``ValueError`` with a
-    one-line message on bad shapes, too few rows, non-finite values, or a k >= N. Emits no
+    follow float32 inputs, see :mod:`advisor.metrics.mmd`). Every number in the report is
+    finite. Raises ``ValueError`` with a one-line message on bad shapes, too few rows,
+    non-finite inputs, a k >= N, or a metric that is not finite (features near float64's
+    range). Emits no
     warnings: caveats (N < D for FID, a clamped KID subset size, fewer FID replicates) go to
     ``notes``. See the module docstring for how the intervals are made.
     """
@@ -222,7 +251,7 @@ def compare_features(
         _spread_interval(kid_value, kid_reps, o.confidence) if o.bootstrap else Estimate(kid_value)
     )
 
-    return MetricReport(
+    report = MetricReport(
         fid=fid_est,
         kid=kid_est,
         kid_std=float(subset_values.std()),
@@ -232,3 +261,28 @@ def compare_features(
         notes=tuple(notes),
         **_manifold_estimates(x, y, w1, w2, o),
     )
+    _check_finite(report, max(float(np.abs(x).max()), float(np.abs(y).max())))
+    return report
+
+
+def _check_finite(report: MetricReport, largest: float) -> None:
+    """Every number in a report is finite (JSON has no NaN); anything else is a ``ValueError``.
+
+    Only features far beyond any extractor's range (float64 values near 1e100) get here: the
+    computation is float64 throughout and KID's float32 products switch to float64 before they
+    could overflow.
+    """
+    values = [("kid_std", report.kid_std)]
+    for name in _METRICS:
+        est = getattr(report, name)
+        values += [
+            (name, est.value),
+            (f"the {name} interval", est.low),
+            (f"the {name} interval", est.high),
+        ]
+    for name, value in values:
+        if value is not None and not np.isfinite(value):
+            raise ValueError(
+                f"{name} is not finite for these features (largest |value| "
+                f"{largest:.3g}); rescale the features"
+            )

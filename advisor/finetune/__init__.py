@@ -1,0 +1,1 @@
+"""Fine-tuning pretrained StyleGAN2 checkpoints on a target image set."""

@@ -1,0 +1,784 @@
+"""A fine-tune as a run folder: start, train, track, snapshot, resume.
+
+The run folder is the record (see the README's "Fine-tuning" section)::
+
+    RUN/config.json        every option resolved, the source checkpoint, versions, load report
+    RUN/metrics.jsonl      one line per evaluation of G_ema (kimg 0 first)
+    RUN/stats.jsonl        one line per tick: losses, R1, path length, ADA p, lr, s/kimg, memory
+    RUN/summary.json       best value and kimg, plateau, convergence rate, wall time, s/kimg
+    RUN/snapshots/snapshot-NNNNNNNNN.{safetensors,json}   advisor checkpoints (NNN = images seen)
+    RUN/snapshots/best.{safetensors,json}                 the best evaluation's networks
+    RUN/snapshots/state-NNNNNNNNN.{safetensors,json}      optimiser moments and counters
+    RUN/snapshots/latest.json   names the last complete snapshot; written last, atomically
+    RUN/samples/grid-NNNNNNNNN.png, RUN/curves.png, RUN/tensorboard/ (when installed)
+
+Every file is written atomically (temporary file, then rename); the JSONL files are appended a
+whole line at a time. After a kill at any moment, ``latest.json`` still names a complete
+snapshot, and resuming truncates the JSONL files to it, so the curves continue without a jump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from advisor import __version__
+from advisor.cache import atomic_path, atomic_write_bytes
+from advisor.checkpoints.format import (
+    Checkpoint,
+    CheckpointMetadata,
+    Provenance,
+    checkpoint_paths,
+    load_checkpoint,
+    save_checkpoint,
+)
+from advisor.errors import AdvisorError
+from advisor.finetune import convergence
+from advisor.finetune.options import FinetuneOptions, resolve
+from advisor.finetune.training import Distributed, Trainer, d_layers
+from advisor.networks import Discriminator, Generator
+
+METRIC_SEED_BASE = 0
+"""Metric samples use seeds METRIC_SEED_BASE .. + metric_samples - 1 (random noise, psi 1)."""
+SNAPSHOTS = "snapshots"
+LATEST = "latest.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """What :func:`run_finetune` leaves: the folder, the summary, and the best snapshot."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    best_snapshot: Path | None
+    stopped_by: str
+    trainer: Trainer | None = field(default=None, repr=False, compare=False)
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    line = json.dumps(record, allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Complete lines only: a last line cut by a kill is dropped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return records
+
+
+def _rewrite_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+    atomic_write_bytes(path, text.encode())
+
+
+# --------------------------------------------------------------------------- networks
+def _seeded_init(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    # Random initialisation from the run's seed without touching the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def check_trainable(ckpt: Checkpoint, options: FinetuneOptions) -> None:
+    """One-line error before any work when this checkpoint cannot be fine-tuned here."""
+    meta = ckpt.metadata
+    config = meta.generator
+    if config.c_dim:
+        raise AdvisorError(f"{meta.name}: conditional generators (c_dim {config.c_dim}) are "
+                           "not supported by advisor finetune")  # fmt: skip
+    if config.img_channels != 3:
+        raise AdvisorError(f"{meta.name}: only RGB generators can be fine-tuned "
+                           f"(this one has {config.img_channels} channels)")  # fmt: skip
+    if meta.discriminator is None:
+        raise AdvisorError(f"{meta.name}: the checkpoint has no discriminator config, so D "
+                           "cannot be built; fine-tuning needs one")  # fmt: skip
+    if options.d_init == "pretrained" and ckpt.D is None:
+        raise AdvisorError(f"{meta.name}: the checkpoint has no D tensors; use --d-init random")
+    n_layers = len(d_layers(Discriminator(meta.discriminator).to("meta")))
+    if options.freeze_d > n_layers:
+        raise AdvisorError(f"--freeze-d {options.freeze_d}: this D has only {n_layers} layers")
+
+
+def build_networks(
+    ckpt: Checkpoint, options: FinetuneOptions
+) -> tuple[Generator, Discriminator, Generator, dict[str, Any]]:
+    """G, D, G_ema for ``options.g_init``/``d_init`` and a report of what was loaded."""
+    meta = ckpt.metadata
+    report: dict[str, Any] = {}
+    if options.g_init == "pretrained":
+        source = ckpt.G if ckpt.G is not None else ckpt.G_ema
+        G = copy.deepcopy(source)
+        G_ema = copy.deepcopy(ckpt.G_ema)
+        n = len(G.state_dict())
+        report["G"] = {"init": "pretrained", "from": "G" if ckpt.G is not None else "G_ema",
+                       "tensors_loaded": n, "missing": [], "reinitialised": 0}  # fmt: skip
+        report["G_ema"] = {"init": "pretrained", "tensors_loaded": len(G_ema.state_dict())}
+    else:
+        G = _seeded_init(options.seed, lambda: Generator(meta.generator))
+        G_ema = copy.deepcopy(G)
+        n = len(G.state_dict())
+        report["G"] = {"init": "random", "seed": options.seed, "tensors_loaded": 0,
+                       "missing": [], "reinitialised": n}  # fmt: skip
+        report["G_ema"] = {"init": "copy of G", "tensors_loaded": 0}
+    assert meta.discriminator is not None
+    if options.d_init == "pretrained" and ckpt.D is not None:
+        D = copy.deepcopy(ckpt.D)
+        report["D"] = {"init": "pretrained", "tensors_loaded": len(D.state_dict()),
+                       "missing": [], "reinitialised": 0}  # fmt: skip
+    else:
+        D = _seeded_init(options.seed + 1, lambda: Discriminator(meta.discriminator))
+        report["D"] = {"init": "random", "seed": options.seed + 1, "tensors_loaded": 0,
+                       "missing": [], "reinitialised": len(D.state_dict())}  # fmt: skip
+    return G, D, G_ema, report
+
+
+# --------------------------------------------------------------------------- data
+class TargetData:
+    """The target as one uint8 tensor [N, 3, R, R] and a deterministic, resumable order.
+
+    Image ``i`` of the stream (``i`` = images consumed so far over all processes) is
+    ``perm_e[i % M]`` of epoch ``e = i // M``, where ``M`` is N (2N with ``mirror``: index
+    ``j >= N`` is image ``j - N`` x-flipped) and ``perm_e`` a permutation seeded by
+    ``(seed, e)``. Process ``r`` of ``W`` takes the ``r``-th slice of each global batch.
+    """
+
+    def __init__(self, images: torch.Tensor, *, mirror: bool, seed: int) -> None:
+        self.images, self.mirror, self.seed = images, mirror, seed
+        self.size = len(images) * (2 if mirror else 1)
+        self._perm_epoch = -1
+        self._perm = np.arange(self.size)
+
+    def _perm_for(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._perm, self._perm_epoch = rng.permutation(self.size), epoch
+        return self._perm
+
+    def batch(self, start: int, count: int) -> torch.Tensor:
+        """Float32 [count, 3, R, R] in [-1, 1]: stream items ``start .. start + count - 1``."""
+        rows = []
+        for i in range(start, start + count):
+            j = int(self._perm_for(i // self.size)[i % self.size])
+            image = self.images[j % len(self.images)]
+            rows.append(image.flip(-1) if j >= len(self.images) else image)
+        return torch.stack(rows).float() / 127.5 - 1
+
+
+def load_target(target: str | os.PathLike[str], resolution: int) -> tuple[torch.Tensor, dict]:
+    """Target images as uint8 [N, 3, R, R] resized to the checkpoint's resolution, and a note."""
+    from advisor.images import load_images
+
+    images, report = load_images(target, size=resolution)
+    if len(images) < 2:
+        raise AdvisorError(f"{target}: fine-tuning needs at least 2 usable images")
+    note = {
+        "images": int(len(images)),
+        "skipped": len(report.skipped),
+        "resized_to": resolution,
+        "resize": "PIL bicubic (antialiased) to the checkpoint's resolution",
+    }
+    return torch.from_numpy(np.ascontiguousarray(images)), note
+
+
+# --------------------------------------------------------------------------- metrics
+class Evaluator:
+    """Metrics of G_ema samples (fixed seeds) against the target's cached features."""
+
+    def __init__(
+        self, target: str | os.PathLike[str], options: FinetuneOptions, device: torch.device,
+        dist: Distributed,
+    ) -> None:  # fmt: skip
+        from advisor.features import get_extractor
+        from advisor.features.pipeline import FeatureOptions, compute_features
+
+        feature_options = FeatureOptions(
+            extractor=options.extractor, device=str(device), progress=False
+        )
+        self.target = compute_features(target, options=feature_options)
+        self.extractor = get_extractor(options.extractor, device=device, progress=False)
+        self.options, self.device, self.dist = options, device, dist
+        self.seeds = list(range(METRIC_SEED_BASE, METRIC_SEED_BASE + options.metric_samples))
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        protocol = self.extractor.protocol
+        data = protocol.to_dict() if hasattr(protocol, "to_dict") else dict(protocol)
+        return {"extractor": data, "samples": len(self.seeds), "noise_mode": "random",
+                "truncation_psi": 1.0, "target_images": int(len(self.target.features)),
+                "k_pr": 3, "k_dc": 5}  # fmt: skip
+
+    def __call__(self, G_ema: Generator) -> dict[str, float]:  # noqa: N803
+        from advisor.metrics import MetricOptions, compare_features
+        from advisor.sampling import sample
+
+        w = self.dist.world_size
+        mine = self.seeds[self.dist.rank :: w]
+        rows = [self.extractor(b) for b in sample(G_ema, mine, batch_size=32,
+                                                  noise_mode="random", device=self.device)]  # fmt: skip
+        feats = torch.cat(rows).cpu()
+        if self.dist.active:
+            feats = _gather_interleaved(feats, len(self.seeds), w)
+        if self.dist.rank != 0:
+            return {}
+        report = compare_features(
+            self.target.features,
+            feats.numpy(),
+            options=MetricOptions(bootstrap=0, kid_subset_size=1000),
+        )
+        return {name: float(getattr(report, name).value)
+                for name in ("fid", "kid", "precision", "recall", "density", "coverage")}  # fmt: skip
+
+
+def _gather_interleaved(feats: torch.Tensor, total: int, world: int) -> torch.Tensor:
+    per = math.ceil(total / world)
+    padded = torch.zeros(per, feats.shape[1])
+    padded[: len(feats)] = feats
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(parts, padded)
+    out = torch.stack(parts, dim=1).reshape(per * world, -1)  # seed i is part i % w, row i // w
+    return out[:total]
+
+
+# --------------------------------------------------------------------------- snapshots
+def _snapshot_name(nimg: int) -> str:
+    return f"snapshot-{nimg:09d}"
+
+
+def _state_name(nimg: int) -> str:
+    return f"state-{nimg:09d}"
+
+
+class RunFolder:
+    """Paths and atomic writers of one run folder."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.snapshots = self.path / SNAPSHOTS
+        self.samples = self.path / "samples"
+        self.config = self.path / "config.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.stats = self.path / "stats.jsonl"
+        self.summary = self.path / "summary.json"
+        self.latest = self.snapshots / LATEST
+
+    def create(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.snapshots.mkdir(exist_ok=True)
+            self.samples.mkdir(exist_ok=True)
+        except OSError as err:
+            raise AdvisorError(f"cannot create run folder {self.path} ({err.strerror})") from None
+
+
+def _checkpoint_of(trainer: Trainer, meta: CheckpointMetadata, run: dict[str, Any]) -> Checkpoint:
+    kimg = trainer.nimg / 1000
+    metadata = CheckpointMetadata(
+        name=f"{run['name']}-kimg{kimg:g}",
+        generator=meta.generator,
+        discriminator=meta.discriminator,
+        source_dataset=run["target"],
+        training_kimg=kimg,
+        licence=meta.licence,
+        description=f"advisor finetune of {meta.name} on {run['target']}",
+        provenance=Provenance(
+            source_file=str(run["checkpoint"]["path"]),
+            source_sha256=run["checkpoint"]["sha256"] or "",
+            importer="advisor finetune",
+            imported_at=_now(),
+        ),
+        extra={"finetune": {"parent": meta.name, "kimg": kimg, "run": run["name"]}},
+    )
+    return Checkpoint(metadata=metadata, G_ema=trainer.G_ema, G=trainer.G, D=trainer.D)
+
+
+def write_snapshot(
+    folder: RunFolder, trainer: Trainer, meta: CheckpointMetadata, run: dict[str, Any],
+    *, keep: int, extra_state: dict[str, Any],
+) -> Path:  # fmt: skip
+    """Networks, then state, then ``latest.json`` (the commit point); prune old snapshots."""
+    name = _snapshot_name(trainer.nimg)
+    save_checkpoint(folder.snapshots / name, _checkpoint_of(trainer, meta, run))
+    state = _state_name(trainer.nimg)
+    with atomic_path(folder.snapshots / f"{state}.safetensors") as tmp:
+        safetensors.torch.save_file(
+            {k: v.contiguous() for k, v in trainer.state_tensors().items()}, str(tmp)
+        )
+    _write_json(folder.snapshots / f"{state}.json",
+                {"scalars": trainer.state_scalars(), **extra_state})  # fmt: skip
+    _write_json(folder.latest, {"nimg": trainer.nimg, "snapshot": name, "state": state})
+    _prune(folder, keep)
+    return folder.snapshots / f"{name}.safetensors"
+
+
+def _prune(folder: RunFolder, keep: int) -> None:
+    snaps = sorted(folder.snapshots.glob("snapshot-*.json"))
+    for old in snaps[:-keep]:
+        nimg = old.stem.split("-")[1]
+        for path in (*checkpoint_paths(old), *(folder.snapshots / f"state-{nimg}{s}"
+                                              for s in (".safetensors", ".json"))):  # fmt: skip
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def write_grid(path: Path, G_ema: Generator, seeds: Sequence[int], device: torch.device) -> None:  # noqa: N803
+    """A PNG grid of G_ema's images for ``seeds`` (const noise), up to 8 per row."""
+    from PIL import Image
+
+    from advisor.sampling import sample
+
+    images = torch.cat(list(sample(G_ema, list(seeds), batch_size=32, device=device)))
+    n, c, h, w = images.shape
+    cols = min(8, n)
+    rows = math.ceil(n / cols)
+    grid = torch.full((c, rows * h, cols * w), 255, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = images[i]
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(f, format="PNG")
+
+
+# --------------------------------------------------------------------------- the loop
+class _StopFlag:
+    """Ctrl-C sets a flag; the loop finishes its step, snapshots and stops. A second one
+    interrupts at once. Installed only in the main thread (a signal handler cannot be elsewhere).
+    """
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _summary(
+    metrics: list[dict[str, Any]], options: FinetuneOptions, *, wall_s: float, nimg: int,
+    train_s: float, finished: bool, stopped_by: str, best: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    kimg = [r["kimg"] for r in metrics]
+    values = [r["metrics"].get(options.metric, math.nan) for r in metrics]
+    conv = convergence.summarize(
+        kimg, values, metric=options.metric, mode=options.metric_mode,
+        delta=options.plateau_delta, window=options.plateau_window,
+    )  # fmt: skip
+    return {
+        **conv.to_dict(),
+        "wall_s": round(wall_s, 3),
+        "s_per_kimg": round(train_s / max(nimg / 1000, 1e-9), 3),
+        "kimg": nimg / 1000,
+        "finished": finished,
+        "stopped_by": stopped_by,
+        "best_snapshot": best,
+    }
+
+
+def train(
+    *,
+    folder: RunFolder,
+    trainer: Trainer,
+    data: TargetData,
+    evaluator: Evaluator | None,
+    meta: CheckpointMetadata,
+    run: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    wall_offset: float = 0.0,
+    train_offset: float = 0.0,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train until ``kimg``, a stop rule or Ctrl-C; returns the result (see module docstring)."""
+    o = trainer.options
+    device = trainer.device
+    rank0 = trainer.dist.rank == 0
+    total = int(round(o.kimg * 1000))
+    start = time.perf_counter()
+    train_s = train_offset
+    writer = _tensorboard(folder) if rank0 else None
+
+    def boundary(every: float | None) -> int | None:
+        if every is None:
+            return None
+        step = int(round(every * 1000))
+        return (trainer.nimg // step + 1) * step
+
+    def evaluate() -> str | None:
+        if evaluator is None:
+            return None
+        values = evaluator(trainer.G_ema)
+        if not rank0:
+            return None
+        best_before = _best(metrics, o)
+        record = {"kimg": trainer.nimg / 1000, "nimg": trainer.nimg,
+                  "wall_s": round(wall_offset + time.perf_counter() - start, 3),
+                  "metrics": values, "protocol": evaluator.protocol,
+                  "snapshot": None}  # fmt: skip
+        metrics.append(record)
+        _append_jsonl(folder.metrics, record)
+        value = values[o.metric]
+        improved = best_before is None or (
+            value < best_before if o.metric_mode == "min" else value > best_before
+        )
+        if improved:
+            save_checkpoint(folder.snapshots / "best", _checkpoint_of(trainer, meta, run))
+        _plot(folder, metrics, o.metric)
+        if writer is not None:
+            for key, v in values.items():
+                writer.add_scalar(f"metrics/{key}", v, trainer.nimg)
+        if progress:
+            progress({"event": "metrics", "kimg": trainer.nimg / 1000, **values})
+        return _stop_reason(metrics, o)
+
+    last_eval = metrics[-1]["nimg"] if metrics else None
+    if evaluator is not None and last_eval is None:
+        evaluate()  # kimg 0, before any step; no stop rule can fire on one evaluation
+        last_eval = trainer.nimg
+    last_snap = trainer.nimg if folder.latest.is_file() else None
+    next_tick, next_metric, next_snap = (boundary(o.tick_kimg), boundary(o.metric_every),
+                                         boundary(o.snapshot_every))  # fmt: skip
+    tick = trainer.nimg // int(round(o.tick_kimg * 1000))
+    tick_start, tick_nimg = time.perf_counter(), trainer.nimg
+    stopped_by = "kimg"
+    per_rank = trainer.per_rank_batch
+
+    def snapshot() -> None:
+        if rank0:
+            _snapshot(folder, trainer, meta, run, wall_offset + time.perf_counter() - start,
+                      train_s, o.keep_snapshots)  # fmt: skip
+            write_grid(folder.samples / f"grid-{trainer.nimg:09d}.png", trainer.G_ema,
+                       range(o.grid_seeds), device)  # fmt: skip
+        _barrier(trainer.dist)
+
+    with _StopFlag() as stop:
+        while trainer.nimg < total:
+            t0 = time.perf_counter()
+            reals = data.batch(trainer.nimg + trainer.dist.rank * per_rank, per_rank)
+            losses = trainer.step(reals)
+            train_s += time.perf_counter() - t0
+            if next_tick is not None and trainer.nimg >= next_tick:
+                tick += 1
+                elapsed = time.perf_counter() - tick_start
+                line = {"kimg": trainer.nimg / 1000, "tick": tick, "nimg": trainer.nimg,
+                        "s_per_kimg": round(elapsed / ((trainer.nimg - tick_nimg) / 1000), 3),
+                        **{k: round(v, 6) for k, v in losses.items()},
+                        "ada_p": round(trainer.ada_p, 6), "lr": o.lr,
+                        "memory_mb": round(_memory_mb(device), 1),
+                        "wall_s": round(wall_offset + time.perf_counter() - start, 3)}  # fmt: skip
+                if rank0:
+                    _append_jsonl(folder.stats, line)
+                    if writer is not None:
+                        for key in ("loss_g", "loss_d", "r1", "pl", "ada_p"):
+                            if key in line:
+                                writer.add_scalar(f"train/{key}", line[key], trainer.nimg)
+                    if progress:
+                        progress({"event": "tick", **line})
+                tick_start, tick_nimg = time.perf_counter(), trainer.nimg
+                next_tick = boundary(o.tick_kimg)
+            reason = None
+            if next_metric is not None and trainer.nimg >= next_metric:
+                reason = _broadcast_reason(evaluate(), trainer.dist)
+                last_eval = trainer.nimg
+                next_metric = boundary(o.metric_every)
+            if stop.raised or reason is not None:
+                stopped_by = "interrupt" if stop.raised else str(reason)
+                break
+            if trainer.nimg >= next_snap and trainer.nimg < total:
+                snapshot()
+                last_snap = trainer.nimg
+                next_snap = boundary(o.snapshot_every)
+    if stopped_by == "kimg" and evaluator is not None and last_eval != trainer.nimg:
+        evaluate()
+    if last_snap != trainer.nimg:
+        snapshot()
+    wall = wall_offset + time.perf_counter() - start
+    finished = trainer.nimg >= total or stopped_by in ("plateau", "worse")
+    best = folder.snapshots / "best.safetensors"
+    summary = _summary(metrics, o, wall_s=wall, nimg=trainer.nimg, train_s=train_s,
+                       finished=finished, stopped_by=stopped_by,
+                       best=str(best.relative_to(folder.path)) if best.is_file() else None)  # fmt: skip
+    if rank0:
+        _write_json(folder.summary, summary)
+        if writer is not None:
+            writer.close()
+    return RunResult(run_dir=folder.path, summary=summary, trainer=trainer,
+                     best_snapshot=best if best.is_file() else None, stopped_by=stopped_by)  # fmt: skip
+
+
+def _snapshot(folder: RunFolder, trainer: Trainer, meta: CheckpointMetadata, run: dict[str, Any],
+              wall_s: float, train_s: float, keep: int) -> None:  # fmt: skip
+    write_snapshot(folder, trainer, meta, run, keep=keep,
+                   extra_state={"wall_s": wall_s, "train_s": train_s})  # fmt: skip
+
+
+def _best(metrics: list[dict[str, Any]], o: FinetuneOptions) -> float | None:
+    values = [r["metrics"][o.metric] for r in metrics if math.isfinite(r["metrics"][o.metric])]
+    if not values:
+        return None
+    return min(values) if o.metric_mode == "min" else max(values)
+
+
+def _stop_reason(metrics: list[dict[str, Any]], o: FinetuneOptions) -> str | None:
+    kimg = [r["kimg"] for r in metrics]
+    values = [r["metrics"][o.metric] for r in metrics]
+    return convergence.stop_reason(
+        kimg, values, mode=o.metric_mode, delta=o.plateau_delta, window=o.plateau_window,
+        stop_at_plateau=o.stop_at_plateau, stop_if_worse=o.stop_if_worse,
+    )  # fmt: skip
+
+
+_REASONS = ("plateau", "worse")
+
+
+def _broadcast_reason(reason: str | None, dist: Distributed) -> str | None:
+    if not dist.active:
+        return reason
+    code = torch.tensor([_REASONS.index(reason) + 1 if reason else 0])
+    torch.distributed.broadcast(code, src=0)
+    return _REASONS[int(code.item()) - 1] if int(code.item()) else None
+
+
+def _barrier(dist: Distributed) -> None:
+    if dist.active:
+        torch.distributed.barrier()
+
+
+def _plot(folder: RunFolder, metrics: list[dict[str, Any]], metric: str) -> None:
+    try:
+        from advisor.runs import plot_metric_curves
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return
+    plot_metric_curves({folder.path.name: metrics}, metric, folder.path / "curves.png")
+
+
+def _tensorboard(folder: RunFolder) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder.path / "tensorboard"))
+
+
+# --------------------------------------------------------------------------- start / resume
+def _device(name: str) -> torch.device:
+    try:
+        from advisor.devices import resolve_device
+    except ImportError:  # pragma: no cover
+        return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu")
+    return resolve_device(name)
+
+
+def run_finetune(
+    checkpoint: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    run_dir: str | os.PathLike[str],
+    options: FinetuneOptions = FinetuneOptions(),  # noqa: B008 - frozen
+    device: str = "auto",
+    registry_files: Sequence[str | os.PathLike[str]] = (),
+    offline: bool | None = None,
+    progress: Progress | None = None,
+    dist: Distributed | None = None,
+) -> RunResult:
+    """Start a fine-tune of ``checkpoint`` (registry name or file) on ``target`` in ``run_dir``.
+
+    ``run_dir`` must not hold a run already (resume it with :func:`resume_finetune`). Every
+    check (options, checkpoint, architecture, target images, device) runs before training.
+    """
+    from advisor.checkpoints.resolve import open_checkpoint, resolve as resolve_spec
+    from advisor.download import sha256_file
+
+    dist = dist or _distributed()
+    folder = RunFolder(run_dir)
+    if folder.config.exists():
+        raise AdvisorError(f"{folder.path} already holds a run; resume it with --resume")
+    dev = _device(device)
+    path, record = resolve_spec(checkpoint, registry_files=registry_files, offline=offline)
+    ckpt = open_checkpoint(checkpoint, registry_files=registry_files, offline=offline)
+    check_trainable(ckpt, options)
+    resolution = ckpt.metadata.resolution
+    options = resolve(options, resolution=resolution, world_size=dist.world_size)
+    _check_batch(ckpt, options, dist)
+    images, target_note = load_target(target, resolution)
+    G, D, G_ema, load_report = build_networks(ckpt, options)
+    tensors = checkpoint_paths(path)[0] if path.suffix in (".json", "") else path
+    sha = sha256_file(tensors) if tensors.is_file() else None
+    run = {
+        "name": folder.path.resolve().name,
+        "target": str(target),
+        "checkpoint": {
+            "spec": str(checkpoint),
+            "path": str(path),
+            "sha256": sha,
+            "name": ckpt.metadata.name,
+            "registry": record.name if record else None,
+        },  # fmt: skip
+    }
+    config = {
+        "advisor_version": __version__,
+        "created": _now(),
+        "options": options.to_dict(),
+        "checkpoint": run["checkpoint"],
+        "target": {"path": str(target), **target_note},
+        "load_report": load_report,
+        "frozen_d_layers": [],
+        "device": str(dev),
+        "world_size": dist.world_size,
+        "metric_seeds": [METRIC_SEED_BASE, METRIC_SEED_BASE + options.metric_samples - 1],
+        "versions": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },  # fmt: skip
+        "name": run["name"],
+    }
+    evaluator = Evaluator(target, options, dev, dist) if options.metric_every else None
+    trainer = Trainer(G=G, D=D, G_ema=G_ema, options=options, device=dev, dist=dist)
+    config["frozen_d_layers"] = trainer.frozen
+    if dist.rank == 0:
+        folder.create()
+        _write_json(folder.config, config)
+    _barrier(dist)
+    data = TargetData(images, mirror=options.mirror, seed=options.seed)
+    return train(folder=folder, trainer=trainer, data=data, evaluator=evaluator,
+                 meta=ckpt.metadata, run=run, metrics=[], progress=progress)  # fmt: skip
+
+
+def resume_finetune(
+    run_dir: str | os.PathLike[str],
+    *,
+    kimg: float | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    dist: Distributed | None = None,
+) -> RunResult:
+    """Continue the run in ``run_dir`` from its last complete snapshot (``kimg``: a new total)."""
+    import dataclasses
+
+    dist = dist or _distributed()
+    folder = RunFolder(run_dir)
+    try:
+        config = json.loads(folder.config.read_text())
+        latest = json.loads(folder.latest.read_text())
+    except FileNotFoundError as err:
+        raise AdvisorError(f"{folder.path} has no resumable run ({Path(err.filename).name} "
+                           "is missing)") from None  # fmt: skip
+    except (OSError, ValueError) as err:
+        raise AdvisorError(f"{folder.path}: run files are damaged ({err})") from None
+    options = FinetuneOptions.from_dict(config["options"])
+    if kimg is not None:
+        options = dataclasses.replace(options, kimg=kimg)
+    dev = _device(device)
+    snap = folder.snapshots / latest["snapshot"]
+    state_base = folder.snapshots / latest["state"]
+    try:
+        ckpt = load_checkpoint(snap, device="cpu")
+        state_tensors = safetensors.torch.load_file(str(state_base) + ".safetensors")
+        state_doc = json.loads(Path(str(state_base) + ".json").read_text())
+    except (OSError, ValueError, safetensors.SafetensorError) as err:
+        raise AdvisorError(f"{folder.path}: the last snapshot is damaged ({err})") from None
+    if ckpt.G is None or ckpt.D is None:
+        raise AdvisorError(f"{snap}: a run snapshot must hold G, D and G_ema")
+    trainer = Trainer(G=ckpt.G, D=ckpt.D, G_ema=ckpt.G_ema, options=options, device=dev,
+                      dist=dist)  # fmt: skip
+    try:
+        trainer.load_state(state_tensors, state_doc["scalars"])
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise AdvisorError(f"{folder.path}: the saved training state does not fit the run "
+                           f"({' '.join(str(err).split())[:200]})") from None  # fmt: skip
+    nimg = trainer.nimg
+    metrics = [r for r in _read_jsonl(folder.metrics) if r.get("nimg", 0) <= nimg]
+    stats = [r for r in _read_jsonl(folder.stats) if r.get("nimg", 0) <= nimg]
+    if dist.rank == 0:
+        _rewrite_jsonl(folder.metrics, metrics)
+        _rewrite_jsonl(folder.stats, stats)
+    _barrier(dist)
+    source_meta = ckpt.metadata
+    meta = dataclasses.replace(source_meta, name=config["checkpoint"]["name"])
+    run = {"name": config["name"], "target": config["target"]["path"],
+           "checkpoint": config["checkpoint"]}  # fmt: skip
+    images, _ = load_target(config["target"]["path"], source_meta.resolution)
+    evaluator = (Evaluator(config["target"]["path"], options, dev, dist)
+                 if options.metric_every else None)  # fmt: skip
+    data = TargetData(images, mirror=options.mirror, seed=options.seed)
+    return train(folder=folder, trainer=trainer, data=data, evaluator=evaluator, meta=meta,
+                 run=run, metrics=metrics, wall_offset=float(state_doc.get("wall_s", 0.0)),
+                 train_offset=float(state_doc.get("train_s", 0.0)), progress=progress)  # fmt: skip
+
+
+def _check_batch(ckpt: Checkpoint, options: FinetuneOptions, dist: Distributed) -> None:
+    assert options.batch is not None and ckpt.metadata.discriminator is not None
+    per_rank = options.batch // dist.world_size
+    group = ckpt.metadata.discriminator.mbstd_group_size or 1
+    if per_rank % min(group, per_rank):
+        raise AdvisorError(f"batch {per_rank} per process is not a multiple of D's minibatch-std "
+                           f"group size {group}")  # fmt: skip
+
+
+def _distributed() -> Distributed:
+    """torchrun's environment (WORLD_SIZE, RANK): join the process group; else one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return Distributed(rank=torch.distributed.get_rank(), world_size=world)
+
+
+def iter_metrics(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The complete lines of ``RUN/metrics.jsonl``."""
+    yield from _read_jsonl(RunFolder(run_dir).metrics)
