@@ -44,6 +44,10 @@ _API = {
     "load_checkpoint": "advisor.checkpoints",
     "import_checkpoint": "advisor.checkpoints",
     "sample": "advisor.sampling",
+    # ranking checkpoints for a target
+    "rank": "advisor.ranking",
+    "Ranking": "advisor.ranking",
+    "RankOptions": "advisor.ranking",
     "AdvisorError": "advisor.errors",
 }
 

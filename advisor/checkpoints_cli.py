@@ -19,7 +19,7 @@ import click
 from advisor.checkpoints.fetch import pull, status, verify
 from advisor.checkpoints.format import OutputExists
 from advisor.checkpoints.registry import Registry, load_registry
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, one_line
 from advisor.sampling import MAX_BATCH_SIZE
 
 
@@ -35,10 +35,10 @@ class _OneLineErrors:
             return super().invoke(ctx)  # type: ignore[misc]
         except OutputExists as err:
             raise click.ClickException(
-                f"{err.path} already exists; pass --overwrite to replace it"
+                one_line(f"{err.path} already exists; pass --overwrite to replace it")
             ) from None
         except AdvisorError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(one_line(str(err))) from None
 
 
 class _Group(_OneLineErrors, click.Group):

@@ -279,5 +279,9 @@ def _register_subcommands() -> None:
     main.add_command(checkpoints_group)
     main.add_command(generate_command)
 
+    from advisor.rank_cli import rank_command
+
+    main.add_command(rank_command)
+
 
 _register_subcommands()

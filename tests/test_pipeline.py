@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+import advisor.features.extract as extract
 import advisor.features.pipeline as pipeline
 from advisor.errors import AdvisorError
 from advisor.features.pipeline import (
@@ -44,7 +45,8 @@ def test_second_run_decodes_nothing_and_builds_no_network(tmp_path, monkeypatch)
     def forbidden(*args, **kwargs):
         raise AssertionError("the cached run must not decode or build a network")
 
-    monkeypatch.setattr(pipeline, "get_extractor", forbidden)
+    # Networks are built in the one extraction path (advisor.features.extract).
+    monkeypatch.setattr(extract, "get_extractor", forbidden)
     monkeypatch.setattr(pipeline, "iter_batches", forbidden)
     second = compute_features(folder, options=LITE)
     assert second.from_cache

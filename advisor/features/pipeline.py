@@ -18,16 +18,19 @@ import dataclasses
 import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from advisor.cache import cache_dir, os_reason
 from advisor.devices import AUTO, resolve_device
 from advisor.errors import AdvisorError
-from advisor.features import check_extractor, check_precision, extractor_protocol, get_extractor
+from advisor.features import check_extractor, check_precision
+from advisor.features.extract import SharedExtractor, extract_features
 from advisor.features.files import (
     FEATURE_SUFFIXES,
     FORMAT,
@@ -90,9 +93,16 @@ class FeatureOptions:
 
 
 def compute_features(
-    source: str | os.PathLike[str] | ImageSet, *, options: FeatureOptions = FeatureOptions()
+    source: str | os.PathLike[str] | ImageSet,
+    *,
+    options: FeatureOptions = FeatureOptions(),
+    extractor: SharedExtractor | None = None,
 ) -> FeatureSet:
     """Features of an image folder, .zip or file list, from the cache when possible.
+
+    ``extractor``: a :class:`SharedExtractor` made with the same extractor name, weights and
+    precision as ``options``, so callers that also extract other images build one network;
+    it is built only on a cache miss. None: one is made here from ``options``.
 
     The cache is best effort: when it cannot be read or written (an unusable ``ADVISOR_CACHE``,
     a full disk) a warning says so and the features are computed and returned all the same.
@@ -105,13 +115,17 @@ def compute_features(
     if options.strict and image_set.skipped:
         first = image_set.skipped[0]
         raise AdvisorError(f"{first.path}: {first.reason} (--strict)")
-    protocol = extractor_protocol(
-        options.extractor,
-        weights=options.weights,
-        precision=options.precision,
-        offline=options.offline,
-        progress=options.progress,
-    )
+    if extractor is None:
+        extractor = SharedExtractor(
+            options.extractor,
+            weights=options.weights,
+            precision=options.precision,
+            offline=options.offline,
+            progress=options.progress,
+        )
+    elif (extractor.name, extractor.precision) != (options.extractor, options.precision):
+        raise ValueError("the shared extractor was made with other options than these")
+    protocol = extractor.protocol
     entry = None
     if options.cache:
         entry = _cache_entry(_cache_key(image_set, protocol.key()))
@@ -122,16 +136,8 @@ def compute_features(
                 first = cached.skipped[0]
                 raise AdvisorError(f"{first.path}: {first.reason} (--strict)")
             return cached
-    extractor = get_extractor(
-        options.extractor,
-        weights=options.weights,
-        precision=options.precision,
-        device=device,
-        offline=options.offline,
-        progress=options.progress,
-    )
+    network = extractor.on(device)
     report = LoadReport(skipped=[], loaded=0)
-    rows: list[np.ndarray] = []
     indices: list[np.ndarray] = []
     bar = tqdm(
         total=len(image_set),
@@ -140,27 +146,29 @@ def compute_features(
         disable=not options.progress,
         leave=False,
     )
-    with bar:
+
+    def images() -> Iterator[torch.Tensor]:
         for batch in iter_batches(
             image_set,
-            size=extractor.protocol.input_size,
+            size=network.protocol.input_size,
             batch_size=options.batch_size,
             workers=options.workers,
             strict=options.strict,
             report=report,
         ):
-            rows.append(extractor(batch.images.to(device)).float().cpu().numpy())
             indices.append(batch.indices.numpy())
-            bar.update(len(batch.indices))
-    if not rows:
+            yield batch.images
+
+    with bar:
+        features = extract_features(network, images(), on_batch=bar.update)
+    if not indices:
         raise AdvisorError(
             f"{image_set.source}: none of its {len(image_set)} image file(s) could be decoded"
         )
-    features = np.concatenate(rows).astype(np.float32, copy=False)
     order = np.concatenate(indices)
     result = FeatureSet(
         features=features,
-        protocol=extractor.protocol.to_dict(),
+        protocol=network.protocol.to_dict(),
         names=tuple(image_set.names[i] for i in order),
         skipped=tuple(report.skipped),
         source=image_set.source,

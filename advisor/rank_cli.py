@@ -1,0 +1,207 @@
+"""``advisor rank TARGET``: a thin click layer over :func:`advisor.ranking.rank_with`.
+
+Parses typed options, runs the ranking, prints the table (or ``--json`` / ``--csv``) and, with
+``--out DIR``, writes the self-contained report. Cheap checks (paths, names, option ranges,
+output conflicts) run before any feature is computed. :class:`AdvisorError` becomes a one-line
+error through the main group.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from advisor.ranking.options import RANK_METRICS, SETTINGS
+from advisor.sampling import MAX_BATCH_SIZE
+
+
+@click.command("rank")
+@click.argument("target")
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Extra registry TOML file (repeatable; after $ADVISOR_REGISTRY).",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    help="Rank this registry name or checkpoint file (repeatable).",
+)
+@click.option("--tag", "tags", multiple=True, help="Select registry entries by tag.")
+@click.option("--all", "include_all", is_flag=True, help="Rank every registry entry.")
+@click.option(
+    "--source-data",
+    "source_data",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="A source dataset (folder, .zip or feature file) for --setting source/both.",
+)
+@click.option(
+    "--setting",
+    type=click.Choice(SETTINGS),
+    default="generated",
+    show_default=True,
+    help="generated: samples vs target; source: source data vs target; both.",
+)
+@click.option(
+    "--by",
+    type=click.Choice(RANK_METRICS),
+    default="recall",
+    show_default=True,
+    help="Ranking metric (fid and kid: lower is better).",
+)
+@click.option(
+    "--n-samples",
+    type=int,
+    default=None,
+    help="Samples per checkpoint.  [default: target size clamped to 1000..10000]",
+)
+@click.option(
+    "--extractor",
+    default="inception",
+    show_default=True,
+    help="Feature extractor: inception or efficientnet-lite0 (offline).",
+)
+@click.option(
+    "--extractor-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Local weights file for the extractor.",
+)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option(
+    "--device",
+    "devices",
+    multiple=True,
+    help="cpu, cuda, cuda:N or auto; repeat to spread checkpoints over devices. "
+    "[default: every visible GPU, else cpu]",
+)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Image decoding processes for the target (0 = in this process).",
+)
+@click.option("--k-pr", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--k-dc", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="Bootstrap resamples for intervals and ties (0: none).",
+)
+@click.option(
+    "--confidence",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.95,
+    show_default=True,
+    help="Confidence of intervals and tie decisions.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of KID subsets and the bootstrap."
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write feature caches.")
+@click.option("--offline", is_flag=True, default=None, help="Never touch the network.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a report folder: rank.json, index.html, plots, sample grids.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def rank_command(
+    target: str,
+    registries: tuple[str, ...],
+    checkpoints: tuple[str, ...],
+    tags: tuple[str, ...],
+    include_all: bool,
+    source_data: tuple[str, ...],
+    setting: str,
+    by: str,
+    n_samples: int | None,
+    extractor: str,
+    extractor_weights: str | None,
+    precision: str,
+    devices: tuple[str, ...],
+    batch_size: int,
+    workers: int | None,
+    k_pr: int,
+    k_dc: int,
+    bootstrap: int,
+    confidence: float,
+    seed: int,
+    no_cache: bool,
+    offline: bool | None,
+    as_json: bool,
+    as_csv: bool,
+    out_dir: str | None,
+    quiet: bool,
+) -> None:
+    """Rank source checkpoints for fine-tuning on TARGET (a folder or .zip of images).
+
+    Each checkpoint's generator is sampled (per-image seeds, random noise seeded per image,
+    truncation 1) and its samples are measured against TARGET: recall (the fraction of TARGET
+    inside the samples' k-NN manifold, the transfer paper's recipe), precision, FID, KID,
+    density and coverage, each with a bootstrap interval. Neighbours that a paired bootstrap
+    cannot separate are marked as tied.
+    """
+    from advisor.checkpoints.registry import load_registry
+    from advisor.metrics import MetricOptions
+    from advisor.ranking import RankOptions, SourceData, rank_with
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    try:
+        metric_options = MetricOptions(
+            k_pr=k_pr, k_dc=k_dc, bootstrap=bootstrap, confidence=confidence, seed=seed
+        )
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    options = RankOptions(
+        by=by,  # type: ignore[arg-type]  (click.Choice)
+        setting=setting,  # type: ignore[arg-type]
+        n_samples=n_samples,
+        checkpoints=checkpoints,
+        tags=tags,
+        include_all=include_all,
+        source_data=tuple(SourceData.parse(text) for text in source_data),
+        extractor=extractor,
+        extractor_weights=extractor_weights,
+        precision=precision,
+        devices=devices,
+        batch_size=batch_size,
+        workers=workers,
+        metrics=metric_options,
+        cache=not no_cache,
+        offline=offline,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    if out_dir is not None:
+        from advisor.cache import check_destination
+
+        check_destination(f"{out_dir}/index.html", overwrite=True)
+    registry = load_registry(list(registries))
+    ranking = rank_with(target, registry=registry, options=options)
+    if out_dir is not None:
+        from advisor.ranking.core import target_preview
+        from advisor.ranking.report import write_report
+
+        index = write_report(ranking, out_dir, target_images=target_preview(target))
+        if not (as_json or as_csv or quiet):
+            click.echo(f"report: {index}", err=True)
+    if as_json:
+        click.echo(json.dumps(ranking.to_dict(), indent=2, allow_nan=False))
+    elif as_csv:
+        click.echo(ranking.to_csv(), nl=False)
+    else:
+        click.echo(ranking.format_text())

@@ -1,0 +1,137 @@
+"""What a ranking measures and how: :class:`RankOptions`, validated before any work."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from advisor.devices import AUTO, resolve_device
+from advisor.errors import AdvisorError
+from advisor.features import check_extractor, check_precision
+from advisor.metrics import MetricOptions
+from advisor.networks import NOISE_MODES
+from advisor.sampling import MAX_BATCH_SIZE, MAX_SEEDS, check_truncation
+
+Metric = Literal["recall", "coverage", "fid", "kid", "precision", "density"]
+Setting = Literal["generated", "source", "both"]
+
+#: Metrics a ranking can be ordered by; ``recall`` is the transfer paper's recipe.
+RANK_METRICS: tuple[str, ...] = ("recall", "coverage", "fid", "kid", "precision", "density")
+#: Metrics where a lower value is better; for the others higher is better.
+LOWER_IS_BETTER = frozenset({"fid", "kid"})
+SETTINGS: tuple[str, ...] = ("generated", "source", "both")
+#: Default sample count: the target's image count, clamped to this range (equal set sizes keep
+#: k-NN metrics comparable; 1,000 keeps intervals narrow on tiny targets; 10,000 bounds cost).
+MIN_DEFAULT_SAMPLES = 1_000
+MAX_DEFAULT_SAMPLES = 10_000
+
+
+def default_samples(n_target: int) -> int:
+    """``clamp(n_target, 1000, 10000)``."""
+    return max(MIN_DEFAULT_SAMPLES, min(MAX_DEFAULT_SAMPLES, n_target))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceData:
+    """A source dataset to rank in the ``source`` setting: ``name`` and a folder, .zip or
+    feature file (``.npz``/``.npy``) at ``path``."""
+
+    name: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> SourceData:
+        """``"NAME=DIR"`` -> SourceData; one-line :class:`AdvisorError` for anything else."""
+        name, sep, path = text.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise AdvisorError(f"--source-data takes NAME=DIR, got {text!r}")
+        return cls(name=name.strip(), path=path.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankOptions:
+    """How :func:`advisor.ranking.rank` scores and orders checkpoints.
+
+    Selection: ``checkpoints`` (registry names or checkpoint files; default: every registry
+    entry at the target's resolution), ``tags``, ``include_all``; ``source_data`` for the
+    ``source`` setting. Sampling: ``n_samples`` images per checkpoint (None: the target's image
+    count clamped to 1,000..10,000), seeds ``first_seed .. first_seed + n - 1``, one per image,
+    ``noise_mode`` ``'random'`` seeded per image and ``truncation_psi`` 1 (NVlabs' metric
+    protocol). ``devices``: where checkpoints run, one worker per device (empty: every visible
+    CUDA device, else the CPU). ``metrics``: k, bootstrap resamples, confidence (also the
+    confidence of tie decisions). Validated on construction (:class:`AdvisorError`).
+    """
+
+    by: Metric = "recall"
+    setting: Setting = "generated"
+    n_samples: int | None = None
+    checkpoints: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    include_all: bool = False
+    source_data: tuple[SourceData, ...] = ()
+    extractor: str = "inception"
+    extractor_weights: str | os.PathLike[str] | None = None
+    precision: str = "fp32"
+    devices: tuple[str, ...] = ()
+    batch_size: int = 32
+    workers: int | None = None
+    first_seed: int = 0
+    noise_mode: str = "random"
+    truncation_psi: float = 1.0
+    metrics: MetricOptions = field(default_factory=MetricOptions)
+    cache: bool = True
+    offline: bool | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.by not in RANK_METRICS:
+            raise AdvisorError(
+                f"unknown metric {self.by!r}; rank by one of {', '.join(RANK_METRICS)}"
+            )
+        if self.setting not in SETTINGS:
+            raise AdvisorError(
+                f"unknown setting {self.setting!r}; choose one of {', '.join(SETTINGS)}"
+            )
+        check_extractor(self.extractor)
+        check_precision(self.precision)
+        k = max(self.metrics.k_pr, self.metrics.k_dc)
+        if self.n_samples is not None and (
+            isinstance(self.n_samples, bool) or not k < self.n_samples <= MAX_SEEDS
+        ):
+            raise AdvisorError(
+                f"--n-samples must be between {k + 1} (k + 1) and {MAX_SEEDS:,}, "
+                f"got {self.n_samples}"
+            )
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise AdvisorError(f"batch size must be in 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
+        if not 0 <= self.first_seed < 2**32 - MAX_SEEDS:
+            raise AdvisorError(f"the first seed must be in 0..{2**32 - MAX_SEEDS - 1}")
+        if self.noise_mode not in NOISE_MODES:
+            raise AdvisorError(f"noise mode must be one of {', '.join(NOISE_MODES)}")
+        try:
+            check_truncation(self.truncation_psi)
+        except ValueError as err:
+            raise AdvisorError(str(err)) from None
+        for device in self.devices:
+            if device != AUTO:
+                resolve_device(device)
+        names = [s.name for s in self.source_data]
+        if len(set(names)) != len(names):
+            raise AdvisorError("--source-data names a source twice")
+        if self.setting == "source" and not self.source_data:
+            raise AdvisorError(
+                "--setting source needs --source-data NAME=DIR (registry entries carry no "
+                "source-data features)"
+            )
+        if self.setting == "generated" and self.source_data:
+            raise AdvisorError("--source-data is used with --setting source or both")
+        if self.setting == "source" and (self.checkpoints or self.include_all or self.tags):
+            raise AdvisorError(
+                "--checkpoint, --tag and --all choose generators; --setting source ranks "
+                "--source-data only"
+            )
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.by in LOWER_IS_BETTER

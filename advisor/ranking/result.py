@@ -1,0 +1,270 @@
+"""The result of a ranking: rows best first, what was skipped, and the protocol, as data.
+
+:class:`Ranking` is what :func:`advisor.ranking.rank` returns and what every output (terminal
+table, JSON, CSV, HTML report) is made from. ``to_dict`` is the JSON schema::
+
+    {"target": {...}, "protocol": {...}, "selection": {...},
+     "rows": [{"checkpoint", "rank", "setting", "recall": {"value", "low", "high"}, "precision",
+               "fid", "kid", "density", "coverage", "tied_with", "samples_to_separate", ...}],
+     "skipped": [{"checkpoint", "setting", "reason"}], "recommendation": "..."}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from advisor.metrics import Estimate, MetricReport
+from advisor.ranking.options import LOWER_IS_BETTER
+from advisor.ranking.score import Skip, Timings
+from advisor.ranking.select import Selection
+
+#: Metrics in the order rows show them.
+SHOWN_METRICS = ("recall", "precision", "fid", "kid", "density", "coverage")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetInfo:
+    """The target: what the user pointed at, its usable image count, skips and sizes."""
+
+    source: str
+    n_images: int
+    n_skipped: int
+    resolution: int | None
+    sizes: tuple[tuple[int, int, int], ...]
+    from_cache: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "n_images": self.n_images,
+            "n_skipped": self.n_skipped,
+            "resolution": self.resolution,
+            "sizes": [{"width": w, "height": h, "count": c} for w, h, c in self.sizes[:5]],
+            "from_cache": self.from_cache,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankProtocol:
+    """Everything that makes the numbers of one ranking what they are."""
+
+    by: str
+    setting: str
+    n_samples: int
+    seeds: str
+    noise_mode: str
+    truncation_psi: float
+    sampler_version: str
+    extractor: dict[str, object]
+    metrics: dict[str, object]
+    devices: tuple[str, ...]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.by in LOWER_IS_BETTER
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "by": self.by,
+            "direction": "lower is better" if self.lower_is_better else "higher is better",
+            "setting": self.setting,
+            "n_samples": self.n_samples,
+            "seeds": self.seeds,
+            "noise_mode": self.noise_mode,
+            "truncation_psi": self.truncation_psi,
+            "sampler_version": self.sampler_version,
+            "extractor": self.extractor,
+            "metrics": self.metrics,
+            "tie_rule": "paired bootstrap of neighbours over shared resamples at the confidence",
+            "devices": list(self.devices),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankRow:
+    """One ranked source. ``rank`` is 1-based; tied rows keep distinct ranks and list each
+    other in ``tied_with``. ``samples_to_separate``: estimated set size per side that would
+    separate this row from the next one (None: separated already, identical, or last).
+    ``preview``: uint8 [m, 3, R, R] sample images (None for source data or a cache without
+    them); not part of ``to_dict``."""
+
+    checkpoint: str
+    rank: int
+    setting: str
+    report: MetricReport
+    tied_with: tuple[str, ...]
+    samples_to_separate: int | None
+    n_candidate: int
+    from_cache: bool
+    device: str
+    timings: Timings
+    preview: np.ndarray | None = None
+
+    def estimate(self, metric: str) -> Estimate:
+        return getattr(self.report, metric)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "checkpoint": self.checkpoint,
+            "rank": self.rank,
+            "setting": self.setting,
+        }
+        for metric in SHOWN_METRICS:
+            est = self.estimate(metric)
+            out[metric] = {"value": est.value, "low": est.low, "high": est.high}
+        out["tied_with"] = list(self.tied_with)
+        out["samples_to_separate"] = self.samples_to_separate
+        out["n_samples"] = self.n_candidate
+        out["from_cache"] = self.from_cache
+        out["device"] = self.device
+        out["timings_s"] = self.timings.to_dict()
+        out["notes"] = list(self.report.notes)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ranking:
+    """Rows best first by ``protocol.by``; ``skipped`` sources with reasons."""
+
+    target: TargetInfo
+    protocol: RankProtocol
+    selection: Selection
+    rows: tuple[RankRow, ...]
+    skipped: tuple[Skip, ...]
+
+    @property
+    def best(self) -> RankRow:
+        return self.rows[0]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "target": self.target.to_dict(),
+            "protocol": self.protocol.to_dict(),
+            "selection": self.selection.to_dict(),
+            "rows": [row.to_dict() for row in self.rows],
+            "skipped": [skip.to_dict() for skip in self.skipped],
+            "recommendation": recommendation(self),
+        }
+
+    def to_csv(self) -> str:
+        """One line per row: rank, checkpoint, setting, each metric with low/high, tied_with."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        header = ["rank", "checkpoint", "setting"]
+        for metric in SHOWN_METRICS:
+            header += [metric, f"{metric}_low", f"{metric}_high"]
+        writer.writerow([*header, "tied_with", "samples_to_separate"])
+        for row in self.rows:
+            line: list[object] = [row.rank, row.checkpoint, row.setting]
+            for metric in SHOWN_METRICS:
+                est = row.estimate(metric)
+                line += [est.value, _blank(est.low), _blank(est.high)]
+            line += [";".join(row.tied_with), _blank(row.samples_to_separate)]
+            writer.writerow(line)
+        return buffer.getvalue()
+
+    def format_text(self) -> str:
+        """The terminal table, the skipped list and the recommendation."""
+        return format_table(self)
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
+
+
+def format_estimate(est: Estimate, metric: str) -> str:
+    digits = 5 if metric == "kid" else 2 if metric == "fid" else 3
+    text = f"{est.value:.{digits}f}"
+    if est.low is not None and est.high is not None:
+        text += f" [{est.low:.{digits}f}, {est.high:.{digits}f}]"
+    return text
+
+
+def format_table(ranking: Ranking) -> str:
+    by = ranking.protocol.by
+    metrics = [by, *[m for m in SHOWN_METRICS if m != by]]
+    groups = _group_marks(ranking.rows)
+    header = ["#", "checkpoint", *metrics, "setting", "tie"]
+    lines = [header]
+    for row, mark in zip(ranking.rows, groups, strict=True):
+        lines.append(
+            [str(row.rank), row.checkpoint]
+            + [format_estimate(row.estimate(m), m) for m in metrics]
+            + [row.setting, mark]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines]  # fmt: skip
+    confidence = ranking.protocol.metrics.get("confidence")
+    text.append(
+        f"ranked by {by} ({'lower' if ranking.protocol.lower_is_better else 'higher'} is "
+        f"better); [low, high] = {confidence} bootstrap interval; rows sharing a tie letter "
+        "cannot be told apart at that confidence"
+    )
+    for skip in ranking.skipped:
+        text.append(f"skipped {skip.name} ({skip.setting}): {skip.reason}")
+    text.append("")
+    text.append(recommendation(ranking))
+    return "\n".join(text)
+
+
+def _group_marks(rows: tuple[RankRow, ...]) -> list[str]:
+    """A letter per tied group (``a``, ``b``, ...), blank for rows tied with nobody."""
+    marks, letters, seen = [], iter("abcdefghijklmnopqrstuvwxyz"), {}
+    for row in rows:
+        if not row.tied_with:
+            marks.append("")
+            continue
+        group = frozenset((row.checkpoint, *row.tied_with))
+        if group not in seen:
+            seen[group] = next(letters, "*")
+        marks.append(seen[group])
+    return marks
+
+
+def recommendation(ranking: Ranking) -> str:
+    """One paragraph naming the pick, its margin, and how sure the ranking is."""
+    by = ranking.protocol.by
+    best = ranking.best
+    est = best.estimate(by)
+    n = len(ranking.rows)
+    what = "checkpoint" if best.setting == "generated" else "source"
+    text = (
+        f"Fine-tune from {best.checkpoint}: its {by} is {format_estimate(est, by)}, the "
+        f"{'lowest' if ranking.protocol.lower_is_better else 'highest'} of {n} "
+        f"{'sources' if n > 1 else 'source'} ranked"
+    )
+    if n == 1:
+        text += " (nothing to compare it with)."
+    elif best.tied_with:
+        tied = ", ".join(best.tied_with)
+        margin = abs(est.value - ranking.rows[1].estimate(by).value)
+        text += (
+            f", but it is tied with {tied} at the {ranking.protocol.metrics.get('confidence')} "
+            f"confidence (margin {margin:.3g}); any of them is a sound start"
+        )
+        if best.samples_to_separate is not None:
+            text += (
+                f", and about {best.samples_to_separate:,} images per side (target and samples) "
+                "would be needed to separate the top two"
+            )
+        text += "."
+    else:
+        second = ranking.rows[1]
+        margin = abs(est.value - second.estimate(by).value)
+        text += (
+            f", ahead of {second.checkpoint} by {margin:.3g}, a margin the paired bootstrap "
+            f"separates at the {ranking.protocol.metrics.get('confidence')} confidence."
+        )
+    if by == "recall":
+        text += (
+            " Recall is the transfer paper's recipe (how much of your target the "
+            f"{what}'s samples cover); check coverage too, which is robust to scattered samples."
+        )
+    if ranking.skipped:
+        text += f" {len(ranking.skipped)} source(s) could not be ranked (see skipped)."
+    return text
