@@ -44,6 +44,11 @@ _API = {
     "load_checkpoint": "advisor.checkpoints",
     "import_checkpoint": "advisor.checkpoints",
     "sample": "advisor.sampling",
+    # fine-tuning and runs
+    "FinetuneOptions": "advisor.finetuning",
+    "finetune": "advisor.finetuning",
+    "resume_finetune": "advisor.finetuning",
+    "load_run": "advisor.runs",
     # ranking checkpoints for a target
     "rank": "advisor.ranking",
     "Ranking": "advisor.ranking",

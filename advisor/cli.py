@@ -275,9 +275,13 @@ def compare(reference: str, candidate: str, as_json: bool, **kw: Any) -> None:
 
 def _register_subcommands() -> None:
     from advisor.checkpoints_cli import checkpoints_group, generate_command
+    from advisor.finetune_cli import finetune_command
+    from advisor.runs_cli import runs_group
 
     main.add_command(checkpoints_group)
     main.add_command(generate_command)
+    main.add_command(finetune_command)
+    main.add_command(runs_group)
 
     from advisor.rank_cli import rank_command
 

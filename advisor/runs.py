@@ -16,7 +16,7 @@ A run folder (written by ``advisor finetune``) holds:
 Reading conventions: the last line of a ``.jsonl`` file that has no newline and does not parse
 is a write cut short by a kill, and is dropped with a note; any other bad line is an
 :class:`AdvisorError` naming the file and line. A metric that is ``null`` reads as NaN (skipped
-by :mod:`advisor.finetune.convergence`). The convergence numbers are always recomputed from
+by :mod:`advisor.finetuning.convergence`). The convergence numbers are always recomputed from
 ``metrics.jsonl`` (the record of truth) with the run's own plateau options; ``summary.json``
 adds the wall time, s/kimg, ``finished`` and ``stopped_by`` unless it is stale (its best
 disagrees with ``metrics.jsonl``, or it predates the last evaluation), in which case the run
@@ -37,7 +37,7 @@ from typing import Any
 
 from advisor.cache import atomic_path
 from advisor.errors import AdvisorError
-from advisor.finetune.convergence import (
+from advisor.finetuning.convergence import (
     DEFAULT_DELTA,
     DEFAULT_WINDOW,
     ConvergenceSummary,

@@ -15,7 +15,7 @@ import click
 from advisor.cache import check_destination
 from advisor.checkpoints_cli import _Command, _echo_json, _Group, _json_option
 from advisor.errors import AdvisorError
-from advisor.finetune.convergence import DEFAULT_DELTA, DEFAULT_WINDOW, METRIC_MODES
+from advisor.finetuning.convergence import DEFAULT_DELTA, DEFAULT_WINDOW, METRIC_MODES
 from advisor.runs import LIST_DEPTH, Run, compare_runs, list_runs, load_run, plot_curves
 
 

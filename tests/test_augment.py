@@ -1,4 +1,4 @@
-"""Tests for advisor.finetune.augment: the ADA pipeline's known answers, determinism,
+"""Tests for advisor.finetuning.augment: the ADA pipeline's known answers, determinism,
 differentiability (R1 needs double backward) and the p update rule."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advisor.finetune.augment import (
+from advisor.finetuning.augment import (
     SYM6,
     AdaOptions,
     AugmentConfig,
@@ -172,7 +172,7 @@ def test_lumaflip_negates_luma_and_keeps_chroma():
     assert 16 < flipped < 48
 
 
-def test_each_op_fires_with_probability_p_and_rotation_either_way_with_p():
+def test_ops_fire_with_probability_p_and_rotation_pre_or_post_with_p():
     x = _repeat(_image(size=8), 4000)
     for op in ("scale", "rotate", "brightness"):
         out = AugmentPipe(AugmentConfig.only(op), p=0.3)(x, _gen())

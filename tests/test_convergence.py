@@ -1,4 +1,4 @@
-"""advisor.finetune.convergence: best, plateau, convergence kimg, AUC and stop rules on synthetic
+"""advisor.finetuning.convergence: best, plateau, convergence kimg, AUC and stop rules on synthetic
 curves whose answers are worked out by hand."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 
 from advisor.errors import AdvisorError
-from advisor.finetune import convergence as cv
+from advisor.finetuning import convergence as cv
 
 KIMG = [0, 10, 20, 30, 40, 50, 60]
 

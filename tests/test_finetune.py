@@ -27,12 +27,22 @@ from advisor.networks import Discriminator, DiscriminatorConfig, Generator, Gene
 from tests.conftest import write_images
 
 REPO = Path(__file__).resolve().parents[1]
-G_CFG = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=16, channel_base=512, channel_max=32,
-                        mapping_layers=2)  # fmt: skip
-D_CFG = DiscriminatorConfig(img_resolution=16, channel_base=512, channel_max=32,
-                            mbstd_group_size=4)  # fmt: skip
-FAST = dict(batch=8, kimg=0.032, tick_kimg=0.008, metric_every=0.016, metric_samples=12,
-            snapshot_every=0.016, grid_seeds=4, pl_weight=2.0, r1_interval=2, pl_interval=2)  # fmt: skip
+G_CFG = GeneratorConfig(
+    z_dim=32, w_dim=32, img_resolution=16, channel_base=512, channel_max=32, mapping_layers=2
+)
+D_CFG = DiscriminatorConfig(img_resolution=16, channel_base=512, channel_max=32, mbstd_group_size=4)
+FAST = dict(
+    batch=8,
+    kimg=0.032,
+    tick_kimg=0.008,
+    metric_every=0.016,
+    metric_samples=12,
+    snapshot_every=0.016,
+    grid_seeds=4,
+    pl_weight=2.0,
+    r1_interval=2,
+    pl_interval=2,
+)
 
 
 def _checkpoint(path: Path, seed: int = 0) -> Path:
@@ -67,21 +77,29 @@ def test_g_and_d_init_load_the_source_tensors_only_when_pretrained(source, g_ini
     ckpt = _load_ckpt(source)
     options = FinetuneOptions(g_init=g_init, d_init=d_init, seed=5)
     G, D, G_ema, report = build_networks(ckpt, options)
-    same_g = all(torch.equal(a, b) for a, b in zip(G.state_dict().values(),
-                                                   ckpt.G.state_dict().values(), strict=True))  # fmt: skip
-    same_d = all(torch.equal(a, b) for a, b in zip(D.state_dict().values(),
-                                                   ckpt.D.state_dict().values(), strict=True))  # fmt: skip
+    same_g = all(
+        torch.equal(a, b)
+        for a, b in zip(G.state_dict().values(), ckpt.G.state_dict().values(), strict=True)
+    )
+    same_d = all(
+        torch.equal(a, b)
+        for a, b in zip(D.state_dict().values(), ckpt.D.state_dict().values(), strict=True)
+    )
     assert same_g == (g_init == "pretrained")
     assert same_d == (d_init == "pretrained")
     assert report["G"]["init"] == g_init and report["D"]["init"] == d_init
     if g_init == "random":  # G_ema starts as a copy of the fresh G
-        assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(),
-                                                     G_ema.state_dict().values(), strict=True))  # fmt: skip
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(G.state_dict().values(), G_ema.state_dict().values(), strict=True)
+        )
         assert report["G"]["reinitialised"] == len(G.state_dict())
     # The same seed re-initialises identically; a random init is not the source's.
     G2, D2, _, _ = build_networks(ckpt, options)
-    assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(),
-                                                 D2.state_dict().values(), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(D.state_dict().values(), D2.state_dict().values(), strict=True)
+    )
 
 
 def test_freeze_d_counts_layers_from_the_input_and_frozen_values_never_change(source):
@@ -89,10 +107,18 @@ def test_freeze_d_counts_layers_from_the_input_and_frozen_values_never_change(so
     names = [name for name, _ in d_layers(ckpt.D)]
     # NVlabs' order for the resnet D: the 16 px block's fromrgb, conv0, conv1, skip, then 3 per
     # block (8 px); the b4 epilogue is not counted.
-    assert names == ["b16.fromrgb", "b16.conv0", "b16.conv1", "b16.skip",
-                     "b8.conv0", "b8.conv1", "b8.skip"]  # fmt: skip
-    options = resolve(FinetuneOptions(batch=8, freeze_d=4, aug="none", r1_interval=1),
-                      resolution=16)  # fmt: skip
+    assert names == [
+        "b16.fromrgb",
+        "b16.conv0",
+        "b16.conv1",
+        "b16.skip",
+        "b8.conv0",
+        "b8.conv1",
+        "b8.skip",
+    ]
+    options = resolve(
+        FinetuneOptions(batch=8, freeze_d=4, aug="none", r1_interval=1), resolution=16
+    )
     G, D, G_ema, _ = build_networks(ckpt, options)
     trainer = Trainer(G=G, D=D, G_ema=G_ema, options=options, device=torch.device("cpu"))
     assert trainer.frozen == names[:4]
@@ -123,8 +149,10 @@ def test_ada_adjusts_p_every_interval_from_the_mean_sign_of_real_logits(source, 
     training_ada = training.ada_adjust
     monkeypatch.setattr(training, "ada_adjust", spy)
     ckpt = _load_ckpt(source)
-    options = resolve(FinetuneOptions(batch=8, aug="ada", ada_kimg=1.0, ada_interval=2,
-                                      r1_gamma=0.0), resolution=16)  # fmt: skip
+    options = resolve(
+        FinetuneOptions(batch=8, aug="ada", ada_kimg=1.0, ada_interval=2, r1_gamma=0.0),
+        resolution=16,
+    )
     G, D, G_ema, _ = build_networks(ckpt, options)
     trainer = Trainer(G=G, D=D, G_ema=G_ema, options=options, device=torch.device("cpu"))
     reals = torch.rand(8, 3, 16, 16) * 2 - 1
@@ -141,10 +169,12 @@ def test_ada_adjusts_p_every_interval_from_the_mean_sign_of_real_logits(source, 
     assert trainer.ada_p == pytest.approx(expected, abs=1e-7)
 
 
-def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(source, target,
-                                                                            tmp_path):  # fmt: skip
-    run = finetune(source, target, run_dir=tmp_path / "run", options=FinetuneOptions(**FAST),
-                   device="cpu")  # fmt: skip
+def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(
+    source, target, tmp_path
+):
+    run = finetune(
+        source, target, run_dir=tmp_path / "run", options=FinetuneOptions(**FAST), device="cpu"
+    )
     folder = run.path
     for name in ("config.json", "metrics.jsonl", "stats.jsonl", "summary.json", "curves.png"):
         assert (folder / name).is_file(), name
@@ -157,7 +187,9 @@ def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(sou
     best = _load_ckpt(run.best_snapshot)
     assert best.G is not None and best.D is not None
     assert sorted(p.name for p in (folder / "samples").iterdir()) == [
-        "grid-000000016.png", "grid-000000032.png"]  # fmt: skip
+        "grid-000000016.png",
+        "grid-000000032.png",
+    ]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["finished"] and summary["stopped_by"] == "kimg" and summary["kimg"] == 0.032
 
@@ -183,16 +215,34 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(source, target, tmp_pa
 def _cli(*args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "advisor", "finetune", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-    )  # fmt: skip
+    )
 
 
-def test_sigkill_at_any_moment_then_resume_keeps_kimg_steps_and_metric_history(source, target,
-                                                                               tmp_path):  # fmt: skip
+def test_sigkill_at_any_moment_then_resume_keeps_kimg_steps_and_metric_history(
+    source, target, tmp_path
+):
     run_dir = tmp_path / "run"
-    args = ["--batch", "8", "--kimg", "0.064", "--tick-kimg", "0.008", "--metric-every", "0.016",
-            "--metric-samples", "12", "--snapshot-every", "0.016", "--device", "cpu", "-q"]  # fmt: skip
+    args = [
+        "--batch",
+        "8",
+        "--kimg",
+        "0.064",
+        "--tick-kimg",
+        "0.008",
+        "--metric-every",
+        "0.016",
+        "--metric-samples",
+        "12",
+        "--snapshot-every",
+        "0.016",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     proc = _cli(str(source), str(target), "--run-dir", str(run_dir), *args)
     latest = run_dir / "snapshots" / "latest.json"
     deadline = time.monotonic() + 240
@@ -216,8 +266,21 @@ def test_sigkill_at_any_moment_then_resume_keeps_kimg_steps_and_metric_history(s
 
 def test_ctrl_c_writes_a_snapshot_and_exits_cleanly(source, target, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["--batch", "8", "--kimg", "10", "--tick-kimg", "0.008", "--metric-every", "0",
-            "--snapshot-every", "100", "--device", "cpu", "-q"]  # fmt: skip
+    args = [
+        "--batch",
+        "8",
+        "--kimg",
+        "10",
+        "--tick-kimg",
+        "0.008",
+        "--metric-every",
+        "0",
+        "--snapshot-every",
+        "100",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     proc = _cli(str(source), str(target), "--run-dir", str(run_dir), *args)
     stats = run_dir / "stats.jsonl"
     deadline = time.monotonic() + 240
@@ -237,12 +300,34 @@ def test_cli_runs_end_to_end_offline_with_json(source, target, tmp_path, monkeyp
     from advisor.cli import main
 
     monkeypatch.setenv("ADVISOR_OFFLINE", "1")
-    result = CliRunner().invoke(main, [
-        "finetune", str(source), str(target), "--run-dir", str(tmp_path / "run"), "--batch", "8",
-        "--kimg", "0.016", "--metric-every", "0.016", "--metric-samples", "12",
-        "--snapshot-every", "0.016", "--g-init", "random", "--d-init", "random",
-        "--device", "cpu", "--json", "-q",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "finetune",
+            str(source),
+            str(target),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--batch",
+            "8",
+            "--kimg",
+            "0.016",
+            "--metric-every",
+            "0.016",
+            "--metric-samples",
+            "12",
+            "--snapshot-every",
+            "0.016",
+            "--g-init",
+            "random",
+            "--d-init",
+            "random",
+            "--device",
+            "cpu",
+            "--json",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["kimg"] == 0.016 and summary["evaluations"] == 2
@@ -262,15 +347,27 @@ def test_cli_runs_end_to_end_offline_with_json(source, target, tmp_path, monkeyp
 def test_bad_options_are_one_line_before_any_work(source, target, tmp_path, args, message):
     from advisor.cli import main
 
-    result = CliRunner().invoke(main, ["finetune", str(source), str(target), "--run-dir",
-                                       str(tmp_path / "run"), "--device", "cpu", *args])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "finetune",
+            str(source),
+            str(target),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            *args,
+        ],
+    )
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
 
-def test_resuming_a_folder_without_a_run_or_with_a_damaged_snapshot_is_one_line(source, target,
-                                                                                tmp_path):  # fmt: skip
+def test_resuming_a_folder_without_a_run_or_with_a_damaged_snapshot_is_one_line(
+    source, target, tmp_path
+):
     from advisor.finetuning import resume
 
     with pytest.raises(AdvisorError, match="no resumable run"):
@@ -289,15 +386,25 @@ def test_a_checkpoint_without_a_discriminator_needs_d_init_random(tmp_path, targ
     meta = CheckpointMetadata(name="g-only", generator=G_CFG, discriminator=D_CFG)
     save_checkpoint(tmp_path / "g", Checkpoint(metadata=meta, G_ema=G))
     with pytest.raises(AdvisorError, match="no D tensors"):
-        finetune(tmp_path / "g.safetensors", target, run_dir=tmp_path / "run",
-                 options=FinetuneOptions(**FAST), device="cpu")  # fmt: skip
-    run = finetune(tmp_path / "g.safetensors", target, run_dir=tmp_path / "run2",
-                   options=FinetuneOptions(**{**FAST, "d_init": "random", "kimg": 0.008,
-                                              "metric_every": None}), device="cpu")  # fmt: skip
+        finetune(
+            tmp_path / "g.safetensors",
+            target,
+            run_dir=tmp_path / "run",
+            options=FinetuneOptions(**FAST),
+            device="cpu",
+        )
+    run = finetune(
+        tmp_path / "g.safetensors",
+        target,
+        run_dir=tmp_path / "run2",
+        options=FinetuneOptions(
+            **{**FAST, "d_init": "random", "kimg": 0.008, "metric_every": None}
+        ),
+        device="cpu",
+    )
     assert json.loads((run.path / "config.json").read_text())["load_report"]["G"]["from"] == "G_ema"
 
 
-@pytest.mark.slow
 def test_ddp_with_two_cpu_processes_keeps_kimg_and_parameters_consistent(source, target, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(
@@ -317,12 +424,24 @@ def test_ddp_with_two_cpu_processes_keeps_kimg_and_parameters_consistent(source,
     )
     options = {**FAST, "kimg": 0.032, "metric_every": 0.016}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-         "29571", str(script), str(source), str(target), json.dumps(options),
-         str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(source),
+            str(target),
+            json.dumps(options),
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("{")][-1]
     result = json.loads(line)

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "SampleKey",
     "checkpoint_sha256",
     "sample_features",
+    "seeds_text",
 ]
 
 #: Changes whenever the sampler could give other pixels for the same (checkpoint, seed, noise
@@ -213,8 +215,6 @@ def sample_features(
     ``store`` None: the default store; pass ``SampleFeatureStore`` to choose the folder.
     On a hit neither ``load_generator`` nor the extractor is called.
     """
-    import time
-
     if extractor.protocol != key.protocol:
         raise ValueError("the extractor's protocol is not the key's")
     store = store if store is not None else SampleFeatureStore()

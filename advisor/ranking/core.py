@@ -82,6 +82,8 @@ def rank(
     ``skipped`` with one-line reasons. Raises :class:`AdvisorError` (one line) for bad options,
     unknown names, a target with fewer than k+1 usable images, or no usable source at all.
     """
+    if device is not None and devices:
+        raise AdvisorError("give device (one) or devices (several), not both")
     options = RankOptions(
         by=by,
         setting=setting,

@@ -233,8 +233,13 @@ def recommendation(ranking: Ranking) -> str:
     est = best.estimate(by)
     n = len(ranking.rows)
     what = "checkpoint" if best.setting == "generated" else "source"
+    pick = (
+        f"Fine-tune from {best.checkpoint}"
+        if best.setting == "generated"
+        else f"Start from a checkpoint trained on {best.checkpoint}"
+    )
     text = (
-        f"Fine-tune from {best.checkpoint}: its {by} is {format_estimate(est, by)}, the "
+        f"{pick}: its {by} is {format_estimate(est, by)}, the "
         f"{'lowest' if ranking.protocol.lower_is_better else 'highest'} of {n} "
         f"{'sources' if n > 1 else 'source'} ranked"
     )

@@ -50,9 +50,9 @@ from advisor.checkpoints.format import (
     save_checkpoint,
 )
 from advisor.errors import AdvisorError
-from advisor.finetune import convergence
-from advisor.finetune.options import FinetuneOptions, resolve
-from advisor.finetune.training import Distributed, Trainer, d_layers
+from advisor.finetuning import convergence
+from advisor.finetuning.options import FinetuneOptions, resolve
+from advisor.finetuning.training import Distributed, Trainer, d_layers
 from advisor.networks import Discriminator, Generator
 
 METRIC_SEED_BASE = 0
@@ -122,14 +122,20 @@ def check_trainable(ckpt: Checkpoint, options: FinetuneOptions) -> None:
     meta = ckpt.metadata
     config = meta.generator
     if config.c_dim:
-        raise AdvisorError(f"{meta.name}: conditional generators (c_dim {config.c_dim}) are "
-                           "not supported by advisor finetune")  # fmt: skip
+        raise AdvisorError(
+            f"{meta.name}: conditional generators (c_dim {config.c_dim}) are "
+            "not supported by advisor finetune"
+        )
     if config.img_channels != 3:
-        raise AdvisorError(f"{meta.name}: only RGB generators can be fine-tuned "
-                           f"(this one has {config.img_channels} channels)")  # fmt: skip
+        raise AdvisorError(
+            f"{meta.name}: only RGB generators can be fine-tuned "
+            f"(this one has {config.img_channels} channels)"
+        )
     if meta.discriminator is None:
-        raise AdvisorError(f"{meta.name}: the checkpoint has no discriminator config, so D "
-                           "cannot be built; fine-tuning needs one")  # fmt: skip
+        raise AdvisorError(
+            f"{meta.name}: the checkpoint has no discriminator config, so D "
+            "cannot be built; fine-tuning needs one"
+        )
     if options.d_init == "pretrained" and ckpt.D is None:
         raise AdvisorError(f"{meta.name}: the checkpoint has no D tensors; use --d-init random")
     n_layers = len(d_layers(Discriminator(meta.discriminator).to("meta")))
@@ -148,25 +154,44 @@ def build_networks(
         G = copy.deepcopy(source)
         G_ema = copy.deepcopy(ckpt.G_ema)
         n = len(G.state_dict())
-        report["G"] = {"init": "pretrained", "from": "G" if ckpt.G is not None else "G_ema",
-                       "tensors_loaded": n, "missing": [], "reinitialised": 0}  # fmt: skip
+        report["G"] = {
+            "init": "pretrained",
+            "from": "G" if ckpt.G is not None else "G_ema",
+            "tensors_loaded": n,
+            "missing": [],
+            "reinitialised": 0,
+        }
         report["G_ema"] = {"init": "pretrained", "tensors_loaded": len(G_ema.state_dict())}
     else:
         G = _seeded_init(options.seed, lambda: Generator(meta.generator))
         G_ema = copy.deepcopy(G)
         n = len(G.state_dict())
-        report["G"] = {"init": "random", "seed": options.seed, "tensors_loaded": 0,
-                       "missing": [], "reinitialised": n}  # fmt: skip
+        report["G"] = {
+            "init": "random",
+            "seed": options.seed,
+            "tensors_loaded": 0,
+            "missing": [],
+            "reinitialised": n,
+        }
         report["G_ema"] = {"init": "copy of G", "tensors_loaded": 0}
     assert meta.discriminator is not None
     if options.d_init == "pretrained" and ckpt.D is not None:
         D = copy.deepcopy(ckpt.D)
-        report["D"] = {"init": "pretrained", "tensors_loaded": len(D.state_dict()),
-                       "missing": [], "reinitialised": 0}  # fmt: skip
+        report["D"] = {
+            "init": "pretrained",
+            "tensors_loaded": len(D.state_dict()),
+            "missing": [],
+            "reinitialised": 0,
+        }
     else:
         D = _seeded_init(options.seed + 1, lambda: Discriminator(meta.discriminator))
-        report["D"] = {"init": "random", "seed": options.seed + 1, "tensors_loaded": 0,
-                       "missing": [], "reinitialised": len(D.state_dict())}  # fmt: skip
+        report["D"] = {
+            "init": "random",
+            "seed": options.seed + 1,
+            "tensors_loaded": 0,
+            "missing": [],
+            "reinitialised": len(D.state_dict()),
+        }
     return G, D, G_ema, report
 
 
@@ -223,9 +248,12 @@ class Evaluator:
     """Metrics of G_ema samples (fixed seeds) against the target's cached features."""
 
     def __init__(
-        self, target: str | os.PathLike[str], options: FinetuneOptions, device: torch.device,
+        self,
+        target: str | os.PathLike[str],
+        options: FinetuneOptions,
+        device: torch.device,
         dist: Distributed,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from advisor.features import get_extractor
         from advisor.features.pipeline import FeatureOptions, compute_features
 
@@ -241,9 +269,15 @@ class Evaluator:
     def protocol(self) -> dict[str, Any]:
         protocol = self.extractor.protocol
         data = protocol.to_dict() if hasattr(protocol, "to_dict") else dict(protocol)
-        return {"extractor": data, "samples": len(self.seeds), "noise_mode": "random",
-                "truncation_psi": 1.0, "target_images": int(len(self.target.features)),
-                "k_pr": 3, "k_dc": 5}  # fmt: skip
+        return {
+            "extractor": data,
+            "samples": len(self.seeds),
+            "noise_mode": "random",
+            "truncation_psi": 1.0,
+            "target_images": int(len(self.target.features)),
+            "k_pr": 3,
+            "k_dc": 5,
+        }
 
     def __call__(self, G_ema: Generator) -> dict[str, float]:  # noqa: N803
         from advisor.metrics import MetricOptions, compare_features
@@ -251,8 +285,10 @@ class Evaluator:
 
         w = self.dist.world_size
         mine = self.seeds[self.dist.rank :: w]
-        rows = [self.extractor(b) for b in sample(G_ema, mine, batch_size=32,
-                                                  noise_mode="random", device=self.device)]  # fmt: skip
+        rows = [
+            self.extractor(b)
+            for b in sample(G_ema, mine, batch_size=32, noise_mode="random", device=self.device)
+        ]
         feats = torch.cat(rows).cpu()
         if self.dist.active:
             feats = _gather_interleaved(feats, len(self.seeds), w)
@@ -263,8 +299,10 @@ class Evaluator:
             feats.numpy(),
             options=MetricOptions(bootstrap=0, kid_subset_size=1000),
         )
-        return {name: float(getattr(report, name).value)
-                for name in ("fid", "kid", "precision", "recall", "density", "coverage")}  # fmt: skip
+        return {
+            name: float(getattr(report, name).value)
+            for name in ("fid", "kid", "precision", "recall", "density", "coverage")
+        }
 
 
 def _gather_interleaved(feats: torch.Tensor, total: int, world: int) -> torch.Tensor:
@@ -330,9 +368,14 @@ def _checkpoint_of(trainer: Trainer, meta: CheckpointMetadata, run: dict[str, An
 
 
 def write_snapshot(
-    folder: RunFolder, trainer: Trainer, meta: CheckpointMetadata, run: dict[str, Any],
-    *, keep: int, extra_state: dict[str, Any],
-) -> Path:  # fmt: skip
+    folder: RunFolder,
+    trainer: Trainer,
+    meta: CheckpointMetadata,
+    run: dict[str, Any],
+    *,
+    keep: int,
+    extra_state: dict[str, Any],
+) -> Path:
     """Networks, then state, then ``latest.json`` (the commit point); prune old snapshots."""
     name = _snapshot_name(trainer.nimg)
     save_checkpoint(folder.snapshots / name, _checkpoint_of(trainer, meta, run))
@@ -341,8 +384,9 @@ def write_snapshot(
         safetensors.torch.save_file(
             {k: v.contiguous() for k, v in trainer.state_tensors().items()}, str(tmp)
         )
-    _write_json(folder.snapshots / f"{state}.json",
-                {"scalars": trainer.state_scalars(), **extra_state})  # fmt: skip
+    _write_json(
+        folder.snapshots / f"{state}.json", {"scalars": trainer.state_scalars(), **extra_state}
+    )
     _write_json(folder.latest, {"nimg": trainer.nimg, "snapshot": name, "state": state})
     _prune(folder, keep)
     return folder.snapshots / f"{name}.safetensors"
@@ -352,8 +396,10 @@ def _prune(folder: RunFolder, keep: int) -> None:
     snaps = sorted(folder.snapshots.glob("snapshot-*.json"))
     for old in snaps[:-keep]:
         nimg = old.stem.split("-")[1]
-        for path in (*checkpoint_paths(old), *(folder.snapshots / f"state-{nimg}{s}"
-                                              for s in (".safetensors", ".json"))):  # fmt: skip
+        for path in (
+            *checkpoint_paths(old),
+            *(folder.snapshots / f"state-{nimg}{s}" for s in (".safetensors", ".json")),
+        ):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -408,15 +454,26 @@ def _memory_mb(device: torch.device) -> float:
 
 
 def _summary(
-    metrics: list[dict[str, Any]], options: FinetuneOptions, *, wall_s: float, nimg: int,
-    train_s: float, finished: bool, stopped_by: str, best: str | None,
-) -> dict[str, Any]:  # fmt: skip
+    metrics: list[dict[str, Any]],
+    options: FinetuneOptions,
+    *,
+    wall_s: float,
+    nimg: int,
+    train_s: float,
+    finished: bool,
+    stopped_by: str,
+    best: str | None,
+) -> dict[str, Any]:
     kimg = [r["kimg"] for r in metrics]
     values = [r["metrics"].get(options.metric, math.nan) for r in metrics]
     conv = convergence.summarize(
-        kimg, values, metric=options.metric, mode=options.metric_mode,
-        delta=options.plateau_delta, window=options.plateau_window,
-    )  # fmt: skip
+        kimg,
+        values,
+        metric=options.metric,
+        mode=options.metric_mode,
+        delta=options.plateau_delta,
+        window=options.plateau_window,
+    )
     return {
         **conv.to_dict(),
         "wall_s": round(wall_s, 3),
@@ -463,10 +520,14 @@ def train(
         if not rank0:
             return None
         best_before = _best(metrics, o)
-        record = {"kimg": trainer.nimg / 1000, "nimg": trainer.nimg,
-                  "wall_s": round(wall_offset + time.perf_counter() - start, 3),
-                  "metrics": values, "protocol": evaluator.protocol,
-                  "snapshot": None}  # fmt: skip
+        record = {
+            "kimg": trainer.nimg / 1000,
+            "nimg": trainer.nimg,
+            "wall_s": round(wall_offset + time.perf_counter() - start, 3),
+            "metrics": values,
+            "protocol": evaluator.protocol,
+            "snapshot": None,
+        }
         metrics.append(record)
         _append_jsonl(folder.metrics, record)
         value = values[o.metric]
@@ -488,8 +549,11 @@ def train(
         evaluate()  # kimg 0, before any step; no stop rule can fire on one evaluation
         last_eval = trainer.nimg
     last_snap = trainer.nimg if folder.latest.is_file() else None
-    next_tick, next_metric, next_snap = (boundary(o.tick_kimg), boundary(o.metric_every),
-                                         boundary(o.snapshot_every))  # fmt: skip
+    next_tick, next_metric, next_snap = (
+        boundary(o.tick_kimg),
+        boundary(o.metric_every),
+        boundary(o.snapshot_every),
+    )
     tick = trainer.nimg // int(round(o.tick_kimg * 1000))
     tick_start, tick_nimg = time.perf_counter(), trainer.nimg
     stopped_by = "kimg"
@@ -497,10 +561,21 @@ def train(
 
     def snapshot() -> None:
         if rank0:
-            _snapshot(folder, trainer, meta, run, wall_offset + time.perf_counter() - start,
-                      train_s, o.keep_snapshots)  # fmt: skip
-            write_grid(folder.samples / f"grid-{trainer.nimg:09d}.png", trainer.G_ema,
-                       range(o.grid_seeds), device)  # fmt: skip
+            _snapshot(
+                folder,
+                trainer,
+                meta,
+                run,
+                wall_offset + time.perf_counter() - start,
+                train_s,
+                o.keep_snapshots,
+            )
+            write_grid(
+                folder.samples / f"grid-{trainer.nimg:09d}.png",
+                trainer.G_ema,
+                range(o.grid_seeds),
+                device,
+            )
         _barrier(trainer.dist)
 
     with _StopFlag() as stop:
@@ -512,12 +587,17 @@ def train(
             if next_tick is not None and trainer.nimg >= next_tick:
                 tick += 1
                 elapsed = time.perf_counter() - tick_start
-                line = {"kimg": trainer.nimg / 1000, "tick": tick, "nimg": trainer.nimg,
-                        "s_per_kimg": round(elapsed / ((trainer.nimg - tick_nimg) / 1000), 3),
-                        **{k: round(v, 6) for k, v in losses.items()},
-                        "ada_p": round(trainer.ada_p, 6), "lr": o.lr,
-                        "memory_mb": round(_memory_mb(device), 1),
-                        "wall_s": round(wall_offset + time.perf_counter() - start, 3)}  # fmt: skip
+                line = {
+                    "kimg": trainer.nimg / 1000,
+                    "tick": tick,
+                    "nimg": trainer.nimg,
+                    "s_per_kimg": round(elapsed / ((trainer.nimg - tick_nimg) / 1000), 3),
+                    **{k: round(v, 6) for k, v in losses.items()},
+                    "ada_p": round(trainer.ada_p, 6),
+                    "lr": o.lr,
+                    "memory_mb": round(_memory_mb(device), 1),
+                    "wall_s": round(wall_offset + time.perf_counter() - start, 3),
+                }
                 if rank0:
                     _append_jsonl(folder.stats, line)
                     if writer is not None:
@@ -547,21 +627,41 @@ def train(
     wall = wall_offset + time.perf_counter() - start
     finished = trainer.nimg >= total or stopped_by in ("plateau", "worse")
     best = folder.snapshots / "best.safetensors"
-    summary = _summary(metrics, o, wall_s=wall, nimg=trainer.nimg, train_s=train_s,
-                       finished=finished, stopped_by=stopped_by,
-                       best=str(best.relative_to(folder.path)) if best.is_file() else None)  # fmt: skip
+    summary = _summary(
+        metrics,
+        o,
+        wall_s=wall,
+        nimg=trainer.nimg,
+        train_s=train_s,
+        finished=finished,
+        stopped_by=stopped_by,
+        best=str(best.relative_to(folder.path)) if best.is_file() else None,
+    )
     if rank0:
         _write_json(folder.summary, summary)
         if writer is not None:
             writer.close()
-    return RunResult(run_dir=folder.path, summary=summary, trainer=trainer,
-                     best_snapshot=best if best.is_file() else None, stopped_by=stopped_by)  # fmt: skip
+    return RunResult(
+        run_dir=folder.path,
+        summary=summary,
+        trainer=trainer,
+        best_snapshot=best if best.is_file() else None,
+        stopped_by=stopped_by,
+    )
 
 
-def _snapshot(folder: RunFolder, trainer: Trainer, meta: CheckpointMetadata, run: dict[str, Any],
-              wall_s: float, train_s: float, keep: int) -> None:  # fmt: skip
-    write_snapshot(folder, trainer, meta, run, keep=keep,
-                   extra_state={"wall_s": wall_s, "train_s": train_s})  # fmt: skip
+def _snapshot(
+    folder: RunFolder,
+    trainer: Trainer,
+    meta: CheckpointMetadata,
+    run: dict[str, Any],
+    wall_s: float,
+    train_s: float,
+    keep: int,
+) -> None:
+    write_snapshot(
+        folder, trainer, meta, run, keep=keep, extra_state={"wall_s": wall_s, "train_s": train_s}
+    )
 
 
 def _best(metrics: list[dict[str, Any]], o: FinetuneOptions) -> float | None:
@@ -575,9 +675,14 @@ def _stop_reason(metrics: list[dict[str, Any]], o: FinetuneOptions) -> str | Non
     kimg = [r["kimg"] for r in metrics]
     values = [r["metrics"][o.metric] for r in metrics]
     return convergence.stop_reason(
-        kimg, values, mode=o.metric_mode, delta=o.plateau_delta, window=o.plateau_window,
-        stop_at_plateau=o.stop_at_plateau, stop_if_worse=o.stop_if_worse,
-    )  # fmt: skip
+        kimg,
+        values,
+        mode=o.metric_mode,
+        delta=o.plateau_delta,
+        window=o.plateau_window,
+        stop_at_plateau=o.stop_at_plateau,
+        stop_if_worse=o.stop_if_worse,
+    )
 
 
 _REASONS = ("plateau", "worse")
@@ -638,7 +743,8 @@ def run_finetune(
     ``run_dir`` must not hold a run already (resume it with :func:`resume_finetune`). Every
     check (options, checkpoint, architecture, target images, device) runs before training.
     """
-    from advisor.checkpoints.resolve import open_checkpoint, resolve as resolve_spec
+    from advisor.checkpoints.resolve import open_checkpoint
+    from advisor.checkpoints.resolve import resolve as resolve_spec
     from advisor.download import sha256_file
 
     dist = dist or _distributed()
@@ -665,7 +771,7 @@ def run_finetune(
             "sha256": sha,
             "name": ckpt.metadata.name,
             "registry": record.name if record else None,
-        },  # fmt: skip
+        },
     }
     config = {
         "advisor_version": __version__,
@@ -682,7 +788,7 @@ def run_finetune(
             "torch": torch.__version__,
             "python": platform.python_version(),
             "numpy": np.__version__,
-        },  # fmt: skip
+        },
         "name": run["name"],
     }
     evaluator = Evaluator(target, options, dev, dist) if options.metric_every else None
@@ -693,8 +799,16 @@ def run_finetune(
         _write_json(folder.config, config)
     _barrier(dist)
     data = TargetData(images, mirror=options.mirror, seed=options.seed)
-    return train(folder=folder, trainer=trainer, data=data, evaluator=evaluator,
-                 meta=ckpt.metadata, run=run, metrics=[], progress=progress)  # fmt: skip
+    return train(
+        folder=folder,
+        trainer=trainer,
+        data=data,
+        evaluator=evaluator,
+        meta=ckpt.metadata,
+        run=run,
+        metrics=[],
+        progress=progress,
+    )
 
 
 def resume_finetune(
@@ -714,8 +828,9 @@ def resume_finetune(
         config = json.loads(folder.config.read_text())
         latest = json.loads(folder.latest.read_text())
     except FileNotFoundError as err:
-        raise AdvisorError(f"{folder.path} has no resumable run ({Path(err.filename).name} "
-                           "is missing)") from None  # fmt: skip
+        raise AdvisorError(
+            f"{folder.path} has no resumable run ({Path(err.filename).name} is missing)"
+        ) from None
     except (OSError, ValueError) as err:
         raise AdvisorError(f"{folder.path}: run files are damaged ({err})") from None
     options = FinetuneOptions.from_dict(config["options"])
@@ -732,13 +847,14 @@ def resume_finetune(
         raise AdvisorError(f"{folder.path}: the last snapshot is damaged ({err})") from None
     if ckpt.G is None or ckpt.D is None:
         raise AdvisorError(f"{snap}: a run snapshot must hold G, D and G_ema")
-    trainer = Trainer(G=ckpt.G, D=ckpt.D, G_ema=ckpt.G_ema, options=options, device=dev,
-                      dist=dist)  # fmt: skip
+    trainer = Trainer(G=ckpt.G, D=ckpt.D, G_ema=ckpt.G_ema, options=options, device=dev, dist=dist)
     try:
         trainer.load_state(state_tensors, state_doc["scalars"])
     except (KeyError, ValueError, RuntimeError) as err:
-        raise AdvisorError(f"{folder.path}: the saved training state does not fit the run "
-                           f"({' '.join(str(err).split())[:200]})") from None  # fmt: skip
+        raise AdvisorError(
+            f"{folder.path}: the saved training state does not fit the run "
+            f"({' '.join(str(err).split())[:200]})"
+        ) from None
     nimg = trainer.nimg
     metrics = [r for r in _read_jsonl(folder.metrics) if r.get("nimg", 0) <= nimg]
     stats = [r for r in _read_jsonl(folder.stats) if r.get("nimg", 0) <= nimg]
@@ -748,15 +864,28 @@ def resume_finetune(
     _barrier(dist)
     source_meta = ckpt.metadata
     meta = dataclasses.replace(source_meta, name=config["checkpoint"]["name"])
-    run = {"name": config["name"], "target": config["target"]["path"],
-           "checkpoint": config["checkpoint"]}  # fmt: skip
+    run = {
+        "name": config["name"],
+        "target": config["target"]["path"],
+        "checkpoint": config["checkpoint"],
+    }
     images, _ = load_target(config["target"]["path"], source_meta.resolution)
-    evaluator = (Evaluator(config["target"]["path"], options, dev, dist)
-                 if options.metric_every else None)  # fmt: skip
+    evaluator = (
+        Evaluator(config["target"]["path"], options, dev, dist) if options.metric_every else None
+    )
     data = TargetData(images, mirror=options.mirror, seed=options.seed)
-    return train(folder=folder, trainer=trainer, data=data, evaluator=evaluator, meta=meta,
-                 run=run, metrics=metrics, wall_offset=float(state_doc.get("wall_s", 0.0)),
-                 train_offset=float(state_doc.get("train_s", 0.0)), progress=progress)  # fmt: skip
+    return train(
+        folder=folder,
+        trainer=trainer,
+        data=data,
+        evaluator=evaluator,
+        meta=meta,
+        run=run,
+        metrics=metrics,
+        wall_offset=float(state_doc.get("wall_s", 0.0)),
+        train_offset=float(state_doc.get("train_s", 0.0)),
+        progress=progress,
+    )
 
 
 def _check_batch(ckpt: Checkpoint, options: FinetuneOptions, dist: Distributed) -> None:
@@ -764,8 +893,10 @@ def _check_batch(ckpt: Checkpoint, options: FinetuneOptions, dist: Distributed) 
     per_rank = options.batch // dist.world_size
     group = ckpt.metadata.discriminator.mbstd_group_size or 1
     if per_rank % min(group, per_rank):
-        raise AdvisorError(f"batch {per_rank} per process is not a multiple of D's minibatch-std "
-                           f"group size {group}")  # fmt: skip
+        raise AdvisorError(
+            f"batch {per_rank} per process is not a multiple of D's minibatch-std "
+            f"group size {group}"
+        )
 
 
 def _distributed() -> Distributed:

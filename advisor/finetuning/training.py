@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advisor.finetune.augment import AugmentPipe, ada_adjust
-from advisor.finetune.options import FinetuneOptions
+from advisor.finetuning.augment import AugmentPipe, ada_adjust
+from advisor.finetuning.options import FinetuneOptions
 from advisor.networks import Discriminator, Generator
 
 
@@ -124,8 +124,9 @@ class Trainer:
     def _rng(self, phase: int) -> torch.Generator:
         # One stream per (seed, rank, step, phase): exact resume without saving RNG state.
         g = torch.Generator(device=self.device)
-        key = (((self.options.seed * 65_537 + self.dist.rank) * 1_000_003 + self.step_count) * 8
-               + phase)  # fmt: skip
+        key = (
+            (self.options.seed * 65_537 + self.dist.rank) * 1_000_003 + self.step_count
+        ) * 8 + phase
         g.manual_seed(key % (2**63 - 1))
         return g
 

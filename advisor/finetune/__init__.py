@@ -1,1 +1,0 @@
-"""Fine-tuning pretrained StyleGAN2 checkpoints on a target image set."""
