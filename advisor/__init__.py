@@ -24,11 +24,17 @@ _API = {
     # features
     "get_extractor": "advisor.features",
     "list_extractors": "advisor.features",
+    "FeatureProtocol": "advisor.features",
+    "ExtractionOptions": "advisor.features.pipeline",
     "FeatureOptions": "advisor.features.pipeline",
     "FeatureSet": "advisor.features.pipeline",
     "compute_features": "advisor.features.pipeline",
     "load_features": "advisor.features.pipeline",
     "save_features": "advisor.features.pipeline",
+    "extract_features": "advisor.features.extract",
+    "SharedExtractor": "advisor.features.extract",
+    "ImageSetFeatureStore": "advisor.features.store",
+    "SampleFeatureStore": "advisor.features.store",
     # metrics
     "MetricOptions": "advisor.metrics",
     "compare_features": "advisor.metrics",

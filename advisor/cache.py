@@ -15,8 +15,10 @@ the temporary file; :func:`atomic_path` is only for writers that accept nothing 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -154,3 +156,35 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``dest`` atomically."""
     with atomic_open(dest) as f:
         f.write(data)
+
+
+MAX_CACHE_JSON_BYTES = 64 << 20
+"""Largest small cache file (hash memos, recorded hashes) read: far beyond their real size."""
+
+
+def read_small_file(path: str | os.PathLike[str], max_bytes: int = MAX_CACHE_JSON_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, read without blocking.
+
+    Cache files can be replaced by anything (a FIFO would block a plain read forever, a link to
+    ``/dev/zero`` would never end): raises ``FileNotFoundError`` when absent and ``OSError``
+    when the path is not a regular file or is larger than ``max_bytes``.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"{path} is larger than {max_bytes} bytes")
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise OSError(errno.EFBIG, f"{path} is larger than {max_bytes} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

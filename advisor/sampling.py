@@ -24,17 +24,24 @@ import torch
 from PIL import Image
 
 from advisor.cache import atomic_path, os_reason
-from advisor.devices import resolve_device
+from advisor.devices import fp32_math, resolve_device
 from advisor.errors import AdvisorError
 from advisor.networks import NOISE_MODES, Generator, to_uint8, z_from_seeds
 
-_SEED_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+#: Changes whenever the sampler could give other pixels for the same (checkpoint, seed, noise
+#: mode, truncation): z from ``RandomState(seed)``, per-image noise generators, NVlabs
+#: quantisation, gray generators replicated to RGB. Part of every sample-feature cache key.
+SAMPLER_VERSION = "advisor-sampler/1"
+_SEED_PART = re.compile(r"^\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?$", re.ASCII)
 #: Images per generator call: real runs use 32-64; a batch of 1024 at 1024 px is already
 #: ~13 GB of float32 output.
 MAX_BATCH_SIZE = 1024
 #: Most images one seed list may ask for: 20x the 50,000 of the FID protocol. The list of
 #: seeds and their file names are built up front, so the count is bounded, not streamed.
 MAX_SEEDS = 1_000_000
+#: Largest |psi|: real use is 0.5-1 (extrapolation rarely beyond 2); larger values overflow
+#: float32 w and give saturated or non-finite images.
+MAX_TRUNCATION = 100.0
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -77,8 +84,10 @@ def check_truncation(truncation_psi: float) -> None:
     image NaN, quantised to black)."""
     if isinstance(truncation_psi, bool) or not isinstance(truncation_psi, int | float):
         raise ValueError(f"truncation psi must be a number, got {type(truncation_psi).__name__}")
-    if not math.isfinite(truncation_psi):
-        raise ValueError(f"truncation psi must be finite, got {truncation_psi}")
+    if not math.isfinite(truncation_psi) or abs(truncation_psi) > MAX_TRUNCATION:
+        raise ValueError(
+            f"truncation psi must be finite and within +-{MAX_TRUNCATION:g}, got {truncation_psi}"
+        )
 
 
 def _quoted(text: str) -> str:
@@ -99,7 +108,8 @@ def sample(
     """Yield uint8 NCHW CPU batches of ``generator``'s images, one image per seed, in order.
 
     Batches hold ``batch_size`` images (the last may hold fewer; at most ``MAX_BATCH_SIZE``).
-    ``generator`` is moved to ``device`` and run in eval mode without gradients.
+    ``generator`` is moved to ``device`` and run in eval mode without gradients or TF32
+    (:func:`advisor.devices.fp32_math`).
     ``truncation_psi`` must be finite. ``noise_mode``: ``'const'`` (default, NVlabs
     generate.py's), ``'random'`` (seeded per image) or ``'none'``.
     """
@@ -117,7 +127,8 @@ def sample(
         noise = None
         if noise_mode == "random":
             noise = [torch.Generator(device=device).manual_seed(s) for s in chunk]
-        with torch.inference_mode():
+        # The numeric mode is part of the sampler, not of the process: no TF32 (fp32_math).
+        with torch.inference_mode(), fp32_math():
             images = generator(
                 z, truncation_psi=truncation_psi, noise_mode=noise_mode, noise_generator=noise
             )

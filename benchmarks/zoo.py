@@ -13,7 +13,7 @@ finish, so the script can be killed and started again at any moment. A finished 
 to ``checkpoints/<name>.{safetensors,json}`` (G_ema and D only: what ranking and fine-tuning
 need) for the caller to commit at once.
 
-    python benchmarks/zoo.py [--work DIR] [--mixed-kimg 120] [--source-kimg 30] [--only NAME]
+    python benchmarks/zoo.py [--work DIR] [--mixed-kimg 60] [--source-kimg 20] [--only NAME]
 
 The domains are built first with ``benchmarks/domains.py`` when missing (needs its Debian
 packages). Cards (metrics against each domain, sample grids, licences) are written by
@@ -134,8 +134,8 @@ def _export(run: Path, name: str, parent: str | None, domain: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work" / "zoo")
-    parser.add_argument("--mixed-kimg", type=float, default=120.0)
-    parser.add_argument("--source-kimg", type=float, default=30.0)
+    parser.add_argument("--mixed-kimg", type=float, default=60.0)
+    parser.add_argument("--source-kimg", type=float, default=20.0)
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
     domains = args.work / "domains" / "32"
@@ -170,16 +170,18 @@ def main() -> None:
             args.mixed_kimg,
             ["--g-init", "random", "--d-init", "random"],
         )
-        if _finished(run):
-            _export(run, "zoo-mixed", None, "union of the five permissive source domains")
+        if not _finished(run):
+            sys.exit("zoo-mixed did not finish (interrupted?): run this script again to resume")
+        _export(run, "zoo-mixed", None, "union of the five permissive source domains")
     mixed = REPO / "checkpoints" / "zoo-mixed.safetensors"
     for d in SOURCES:
         if d not in wanted:
             continue
         name = f"zoo-{d.replace('_', '-')}"
         run = _train(name, mixed, domains / d, args.work, args.source_kimg, [])
-        if _finished(run):
-            _export(run, name, "zoo-mixed", d)
+        if not _finished(run):
+            sys.exit(f"{name} did not finish (interrupted?): run this script again to resume")
+        _export(run, name, "zoo-mixed", d)
 
 
 if __name__ == "__main__":

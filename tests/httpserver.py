@@ -50,12 +50,27 @@ def serve(files: dict[str, bytes], *, truncate_at: int | None = None) -> Iterato
                 return
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as base_url:
+        served.base_url = base_url
+        yield served
+
+
+#: How often the serving loop looks for a shutdown request: ``shutdown()`` waits up to this
+#: long (the standard library's 0.5 s default cost half a second per served test).
+POLL_INTERVAL_S = 0.005
+
+
+@contextmanager
+def running(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run ``server`` on a daemon thread until the block ends; yields its base URL. Shutdown
+    takes milliseconds, not the default poll interval."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL_S}, daemon=True
+    )
     thread.start()
     try:
-        yield served
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+        thread.join()

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from advisor.checkpoints_cli import checkpoints_group, generate_command
+from advisor.cli import main
 from advisor.sampling import sample
 from tests.httpserver import serve
 from tests.test_checkpoints_fixtures import Reduce, nvlabs_snapshot, tiny_networks
@@ -52,10 +52,10 @@ def _registry_file(tmp_path, url, sha=""):
 
 def test_list_is_offline_and_shows_defaults(runner, no_network, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = runner.invoke(checkpoints_group, ["list"])
+    result = runner.invoke(main, ["checkpoints", "list"])
     assert result.exit_code == 0, result.output
     assert "ffhq-256" in result.output and "(unverified)" in result.output
-    result = runner.invoke(checkpoints_group, ["list", "--json"])
+    result = runner.invoke(main, ["checkpoints", "list", "--json"])
     rows = json.loads(result.output)
     row = next(r for r in rows if r["name"] == "imagenet-256")
     assert row["resolution"] == 256 and row["cached"] is False and row["sha256"] == "unknown"
@@ -63,12 +63,12 @@ def test_list_is_offline_and_shows_defaults(runner, no_network, monkeypatch):
 
 
 def test_show_and_unknown_name(runner, no_network):
-    result = runner.invoke(checkpoints_group, ["show", "lsundog-256", "--json"])
+    result = runner.invoke(main, ["checkpoints", "show", "lsundog-256", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["url"].endswith("lsundog-res256-paper256-kimg100000-noaug.pkl")
     assert data["cached"] is False
-    result = runner.invoke(checkpoints_group, ["show", "nope"])
+    result = runner.invoke(main, ["checkpoints", "show", "nope"])
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: unknown checkpoint 'nope'; known: ")
     assert len(result.output.strip().splitlines()) == 1
@@ -80,14 +80,14 @@ def test_pull_generate_and_verify_through_a_registry(runner, tmp_path, snapshot)
     with serve({"/n/tiny.pkl": data}) as served:
         reg = _registry_file(tmp_path, served.base_url + "/n/tiny.pkl",
                              hashlib.sha256(data).hexdigest())  # fmt: skip
-        result = runner.invoke(checkpoints_group, ["pull", "tiny", "--registry", str(reg)])
+        result = runner.invoke(main, ["checkpoints", "pull", "tiny", "--registry", str(reg)])
         assert result.exit_code == 0, result.output
         assert "tiny:" in result.output and "unverified" not in result.output
         out = tmp_path / "imgs"
         result = runner.invoke(
-            generate_command,
-            ["tiny", "--seeds", "0-2,9", "--out", str(out), "--registry", str(reg), "--trunc",
-             "0.5", "--batch-size", "3", "--offline"],
+            main,
+            ["generate", "tiny", "--seeds", "0-2,9", "--out", str(out), "--registry", str(reg),
+             "--trunc", "0.5", "--batch-size", "3", "--offline"],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         assert len(served.requests) == 1
@@ -96,7 +96,7 @@ def test_pull_generate_and_verify_through_a_registry(runner, tmp_path, snapshot)
     expected = next(sample(g_ema, [9], truncation_psi=0.5))[0].numpy()
     got = np.asarray(Image.open(out / "seed0009.png")).transpose(2, 0, 1)
     assert np.array_equal(got, expected)
-    result = runner.invoke(checkpoints_group, ["verify", "tiny", "--registry", str(reg)])
+    result = runner.invoke(main, ["checkpoints", "verify", "tiny", "--registry", str(reg)])
     assert result.exit_code == 0 and "tiny: ok" in result.output
 
 
@@ -106,8 +106,8 @@ def test_generate_from_a_file_is_batch_size_independent(runner, tmp_path, snapsh
     for batch in ("1", "4"):
         out = tmp_path / f"b{batch}"
         result = runner.invoke(
-            generate_command,
-            [str(path), "--seeds", "3-6", "--out", str(out), "--batch-size", batch],
+            main,
+            ["generate", str(path), "--seeds", "3-6", "--out", str(out), "--batch-size", batch],
         )
         assert result.exit_code == 0, result.output
         outs.append([(out / f"seed{s:04d}.png").read_bytes() for s in range(3, 7)])
@@ -116,15 +116,15 @@ def test_generate_from_a_file_is_batch_size_independent(runner, tmp_path, snapsh
 
 def test_generate_user_errors_are_one_line_and_early(runner, tmp_path, snapshot):
     path, _ = snapshot
-    result = runner.invoke(generate_command, [str(path), "--seeds", "5-1", "--out", str(tmp_path)])
+    result = runner.invoke(main, ["generate", str(path), "--seeds", "5-1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "end is below the start" in result.output
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "seed0001.png").write_bytes(b"x")
     result = runner.invoke(
-        generate_command, ["does-not-exist", "--seeds", "0-1", "--out", str(tmp_path / "o")]
+        main, ["generate", "does-not-exist", "--seeds", "0-1", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 1 and "pass --overwrite" in result.output  # before resolving
-    result = runner.invoke(generate_command, ["nope", "--seeds", "0", "--out", str(tmp_path / "p")])
+    result = runner.invoke(main, ["generate", "nope", "--seeds", "0", "--out", str(tmp_path / "p")])
     assert result.exit_code == 1
     assert "neither a checkpoint file nor a registry name" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -133,7 +133,7 @@ def test_generate_user_errors_are_one_line_and_early(runner, tmp_path, snapshot)
 def test_import_command_writes_and_reports(runner, tmp_path, snapshot):
     path, _ = snapshot
     out = tmp_path / "conv" / "tiny"
-    result = runner.invoke(checkpoints_group, ["import", str(path), "--out", str(out), "--json",
+    result = runner.invoke(main, ["checkpoints", "import", str(path), "--out", str(out), "--json",
                                                "--licence", "test"])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -143,9 +143,9 @@ def test_import_command_writes_and_reports(runner, tmp_path, snapshot):
     assert (tmp_path / "conv" / "tiny.safetensors").is_file()
     meta = json.loads((tmp_path / "conv" / "tiny.json").read_text())
     assert meta["licence"] == "test" and meta["training_kimg"] == 40.0
-    result = runner.invoke(checkpoints_group, ["import", str(path), "--out", str(out)])
+    result = runner.invoke(main, ["checkpoints", "import", str(path), "--out", str(out)])
     assert result.exit_code == 1 and "already exists" in result.output
-    gen = runner.invoke(generate_command, [str(out), "--seeds", "0", "--out", str(tmp_path / "g")])
+    gen = runner.invoke(main, ["generate", str(out), "--seeds", "0", "--out", str(tmp_path / "g")])
     assert gen.exit_code == 0, gen.output
 
 
@@ -153,7 +153,7 @@ def test_import_refuses_a_hostile_pickle(runner, tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps(Reduce(os.system, f"touch {marker}")))
-    result = runner.invoke(checkpoints_group, ["import", str(evil), "--out", str(tmp_path / "x")])
+    result = runner.invoke(main, ["checkpoints", "import", str(evil), "--out", str(tmp_path / "x")])
     assert result.exit_code == 1
     assert "refused" in result.output and len(result.output.strip().splitlines()) == 1
     assert not marker.exists()
@@ -163,5 +163,5 @@ def test_import_refuses_a_hostile_pickle(runner, tmp_path):
 def test_import_of_garbage_fails_cleanly(runner, tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00" * 100)
-    result = runner.invoke(checkpoints_group, ["import", str(junk), "--out", str(tmp_path / "x")])
+    result = runner.invoke(main, ["checkpoints", "import", str(junk), "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "not a checkpoint advisor knows" in result.output

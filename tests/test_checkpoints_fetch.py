@@ -7,7 +7,6 @@ and ``Content-Length``; downloads reach it through ``HF_ENDPOINT``.
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,7 @@ import pytest
 from advisor.cache import cache_dir
 from advisor.checkpoints import CheckpointRecord, HubFile, pull, status, verify
 from advisor.errors import AdvisorError
-from tests.httpserver import serve
+from tests.httpserver import running, serve
 
 PAYLOAD = b"not really a checkpoint, but bytes to verify " * 1000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -69,15 +68,9 @@ def hub(files: dict[tuple[str, str], bytes]) -> Iterator[list[str]]:
                 self._headers(data)
                 self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    log.append(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as base_url:
+        log.append(base_url)
         yield log
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_url_download_with_pinned_hash(monkeypatch):

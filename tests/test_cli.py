@@ -165,7 +165,7 @@ def test_features_then_compare_on_images(tmp_path):
         (["compare", "{ref}", "{cand}", "--extractor", "resnet9000"], "resnet9000"),
         (["compare", "{ref}", "{bad}"], "dimensions differ"),
         (["compare", "{ref}", "{junk}"], "not a readable feature file"),
-        (["compare", "{ref}", "{tiny}", "--bootstrap", "0"], "k"),
+        (["compare", "{ref}", "{tiny}", "--bootstrap", "0"], "k=3 needs more than 3 candidate"),
         (["compare", "{ref}", "{cand}", "--bootstrap", "1"], "bootstrap"),
     ],
 )

@@ -15,7 +15,7 @@ def _boom(self, ctx):  # noqa: ANN001
 def test_unexpected_exception_is_one_line_with_a_debug_hint(monkeypatch, capsys):
     import advisor.cli
 
-    monkeypatch.setattr(advisor.cli._Group, "invoke", _boom)
+    monkeypatch.setattr(advisor.cli.AdvisorGroup, "invoke", _boom)
     with pytest.raises(SystemExit) as exit_info:
         entry.run(["checkpoints", "list"])
     assert exit_info.value.code == entry.EXIT_UNEXPECTED
@@ -27,7 +27,7 @@ def test_unexpected_exception_is_one_line_with_a_debug_hint(monkeypatch, capsys)
 def test_debug_flag_shows_the_traceback(monkeypatch):
     import advisor.cli
 
-    monkeypatch.setattr(advisor.cli._Group, "invoke", _boom)
+    monkeypatch.setattr(advisor.cli.AdvisorGroup, "invoke", _boom)
     with pytest.raises(RuntimeError, match="internal state"):
         entry.run(["--debug", "checkpoints", "list"])
 

@@ -27,7 +27,7 @@ import torch
 from click.testing import CliRunner
 
 from advisor.checkpoints import import_checkpoint, load_checkpoint, read_checkpoint
-from advisor.checkpoints_cli import checkpoints_group, generate_command
+from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from advisor.networks.config import MAX_STATE_NUMEL
@@ -599,7 +599,7 @@ def test_torch_advice_to_load_with_weights_only_false_never_reaches_the_user(tmp
     # INST is an opcode torch's restricted loader does not support; its error text advises
     # rerunning with weights_only=False, which would run the file's code.
     path = _write(tmp_path, _torch_zip_with_pickle(b"(i__builtin__\nset\n."), "odd.pt")
-    result = CliRunner().invoke(checkpoints_group, ["import", str(path), "--out",
+    result = CliRunner().invoke(main, ["checkpoints", "import", str(path), "--out",
                                                     str(tmp_path / "x")])  # fmt: skip
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
@@ -613,7 +613,7 @@ def test_import_says_overwrite_as_the_cli_flag_and_the_library_keyword(tmp_path)
     _one_line_error(
         lambda: import_checkpoint(src, out_dir=tmp_path, name="tiny"), "pass overwrite=True"
     )
-    result = CliRunner().invoke(checkpoints_group, ["import", str(src), "--out",
+    result = CliRunner().invoke(main, ["checkpoints", "import", str(src), "--out",
                                                     str(tmp_path / "tiny")])  # fmt: skip
     assert result.exit_code == 1 and "pass --overwrite to replace it" in result.output
     assert "pass overwrite" not in result.output
@@ -625,12 +625,12 @@ def test_import_says_overwrite_as_the_cli_flag_and_the_library_keyword(tmp_path)
 def test_a_huge_seed_range_is_refused_without_building_it():
     code = """
 from click.testing import CliRunner
-from advisor.checkpoints_cli import generate_command
-r = CliRunner().invoke(generate_command, ["nope", "--seeds", "0-99999999", "--out", "/tmp/x"])
+from advisor.cli import main
+r = CliRunner().invoke(main, ["generate", "nope", "--seeds", "0-99999999", "--out", "/tmp/x"])
 print(r.exit_code)
 print(" ".join(r.output.split()))
 """
-    result = run_bounded(code, imports="import torch, advisor, advisor.checkpoints_cli, click",
+    result = run_bounded(code, imports="import torch, advisor, advisor.cli, click",
                          budget_mb=256, timeout=60)  # fmt: skip
     assert not result.timed_out and result.returncode == 0, result.stderr[-2000:]
     exit_code, output = result.stdout.strip().splitlines()
@@ -647,7 +647,7 @@ def test_seed_count_bound_counts_ranges_before_expanding_them():
 @pytest.mark.parametrize("trunc", ["nan", "inf", "-inf"])
 def test_trunc_must_be_finite_and_is_checked_before_loading(tmp_path, trunc):
     result = CliRunner().invoke(
-        generate_command, ["no-such-checkpoint", "--seeds", "0", "--out", str(tmp_path / "o"),
+        main, ["generate", "no-such-checkpoint", "--seeds", "0", "--out", str(tmp_path / "o"),
                            "--trunc", trunc],
     )  # fmt: skip
     assert result.exit_code == 2, result.output
@@ -728,12 +728,12 @@ def test_a_failure_while_replacing_keeps_the_existing_pair_intact(tmp_path, monk
 def test_checkpoints_import_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
     src = _write(tmp_path, nvlabs_snapshot())
     _fail_json_fsync(monkeypatch)
-    result = CliRunner().invoke(checkpoints_group, ["import", str(src), "--out",
+    result = CliRunner().invoke(main, ["checkpoints", "import", str(src), "--out",
                                                     str(tmp_path / "o" / "tiny")])  # fmt: skip
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "No space left on device" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    assert _files(tmp_path / "o") == []
+    assert not (tmp_path / "o").exists()  # the folder made for the output is removed too
 
 
 def test_generate_on_a_full_disk_is_one_line_and_leaves_no_partial_png(tmp_path, monkeypatch):
@@ -752,7 +752,7 @@ def test_generate_on_a_full_disk_is_one_line_and_leaves_no_partial_png(tmp_path,
 
     monkeypatch.setattr(Image.Image, "save", save)
     out = tmp_path / "imgs"
-    result = CliRunner().invoke(generate_command, [str(src), "--seeds", "0-3", "--out", str(out)])
+    result = CliRunner().invoke(main, ["generate", str(src), "--seeds", "0-3", "--out", str(out)])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "No space left on device" in result.output and "seed0001.png" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -768,3 +768,54 @@ def test_the_discriminator_kwargs_bounds_hold_too(tmp_path):
 def test_the_state_numel_cap_is_far_above_real_networks():
     real = GeneratorConfig(img_resolution=1024).state_numel()
     assert MAX_STATE_NUMEL > 50 * real
+
+
+def _tiny_checkpoint(kimg=None):
+    from advisor.checkpoints.format import Checkpoint, CheckpointMetadata
+    from advisor.networks import Generator, GeneratorConfig
+
+    config = GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8,
+                             mapping_layers=1)  # fmt: skip
+    meta = CheckpointMetadata(name="t", generator=config, training_kimg=kimg)
+    return Checkpoint(metadata=meta, G_ema=Generator(config))
+
+
+@pytest.mark.parametrize("kimg", [float("nan"), float("inf"), -1.0])
+def test_a_training_kimg_that_json_cannot_hold_is_refused(kimg):
+    with pytest.raises(AdvisorError, match="training kimg"):
+        _tiny_checkpoint(kimg)
+
+
+def test_a_safetensors_write_error_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch):
+    import safetensors
+    import safetensors.torch
+
+    from advisor.checkpoints.format import save_checkpoint
+
+    def full(*args, **kwargs):
+        raise safetensors.SafetensorError("Error while serializing: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(AdvisorError, match="no space left"):
+        save_checkpoint(tmp_path / "new" / "deeper" / "ck", _tiny_checkpoint())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_lists_take_ascii_digits_only_and_psi_is_bounded():
+    from advisor.sampling import check_truncation, parse_seeds
+
+    with pytest.raises(ValueError, match="bad seed list"):
+        parse_seeds("\u0663")  # ARABIC-INDIC DIGIT THREE: int() would read it as 3
+    assert parse_seeds("3") == [3]
+    for psi in (1e30, 1e308, -101.0):
+        with pytest.raises(ValueError, match="within"):
+            check_truncation(psi)
+    check_truncation(-2.0)
+
+
+def test_cpu_with_an_index_is_the_one_cpu():
+    import torch
+
+    from advisor.devices import resolve_device
+
+    assert resolve_device("cpu:0") == torch.device("cpu")

@@ -25,6 +25,7 @@ import advisor.compare
 import advisor.features.pipeline as pipeline
 from advisor.cli import main
 from advisor.errors import AdvisorError
+from advisor.features.base import FeatureProtocol
 from advisor.features.pipeline import FeatureSet, load_features
 from tests.bounded import run_bounded
 from tests.conftest import write_images
@@ -65,7 +66,7 @@ def feature_set(rows: int = 12, dim: int = 8) -> FeatureSet:
     rng = np.random.default_rng(rows)
     return FeatureSet(
         features=rng.normal(size=(rows, dim)).astype(np.float32),
-        protocol=dict(PROTOCOL, dim=dim),
+        protocol=FeatureProtocol(**dict(PROTOCOL, dim=dim)),
         names=tuple(f"img_{i:03d}.png" for i in range(rows)),
         source="imgs",
     )
@@ -86,7 +87,9 @@ def no_work(monkeypatch):
 @pytest.fixture
 def fake_features(monkeypatch):
     """`features` computes a small fixed feature set instantly."""
-    monkeypatch.setattr(pipeline, "compute_features", lambda source, options: feature_set())
+    monkeypatch.setattr(
+        pipeline, "compute_features", lambda source, options, on_progress=None: feature_set()
+    )
 
 
 @pytest.fixture
@@ -208,7 +211,9 @@ def test_features_refuses_an_existing_out_before_any_work_unless_overwrite(
     assert "--overwrite" in line and str(out) in line
     assert out.read_bytes() == b"the user's file"
 
-    monkeypatch.setattr(pipeline, "compute_features", lambda source, options: feature_set())
+    monkeypatch.setattr(
+        pipeline, "compute_features", lambda source, options, on_progress=None: feature_set()
+    )
     result = run("features", folder, "--out", out, "--overwrite", *LITE)
     assert result.exit_code == 0, result.output
     assert load_features(out).features.shape == (12, 8)

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from advisor.errors import AdvisorError
-from advisor.images import LoadReport, Skipped, iter_batches, load_images, open_image_set
+from advisor.images import LoadReport, Skipped, iter_batches, load_images, open_image_set, zips
 from tests.bounded import dumps, run_bounded
 
 MB = 1 << 20
@@ -350,9 +350,11 @@ def test_directory_holding_more_members_than_the_bound_is_one_line_error(tmp_pat
 def test_real_zips_still_read_exactly_as_zipfile_reads_them(tmp_path, compression):
     path = tmp_path / "set.zip"
     images = {f"sub/{i}.png": png(i) for i in range(3)}
-    images["flat.bmp"] = bytes(Image.new("RGB", (64, 64)).tobytes())  # highly compressible
+    # Members start with their format's signature: a zip member that does not start like an
+    # image is refused after its first chunk (see test_zero_filled_members_...).
+    images["flat.bmp"] = b"BM" + bytes(Image.new("RGB", (64, 64)).tobytes())  # compressible
     # Several 1 MiB chunks, compressible but not trivially: exercises the chunked inflation.
-    images["big.tif"] = (np.arange(2 * MB + 7) * 7919 % 251).astype(np.uint8).tobytes()
+    images["big.tif"] = b"II*\x00" + (np.arange(2 * MB + 7) * 7919 % 251).astype(np.uint8).tobytes()
     with zipfile.ZipFile(path, "w", compression=compression) as archive:
         for name, data in images.items():
             archive.writestr(name, data)
@@ -368,7 +370,9 @@ def test_real_zips_still_read_exactly_as_zipfile_reads_them(tmp_path, compressio
 def test_member_with_a_bad_crc_or_cut_data_is_skipped(tmp_path):
     good = png()
     wrong_crc = Entry(b"crc.png", good, zipfile.ZIP_STORED, zlib.crc32(good) ^ 1, len(good))
-    cut = zeros_compressed(zipfile.ZIP_DEFLATED, 1)[0][:50]
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    starts_like_png = b"\x89PNG\r\n\x1a\n" + bytes(MB - 8)
+    cut = (deflate.compress(starts_like_png) + deflate.flush())[:50]
     short = Entry(b"cut.png", cut, zipfile.ZIP_DEFLATED, 0, MB)
     image_set = open_image_set(
         write(tmp_path, build_zip([wrong_crc, short, stored("ok.png", good)]))
@@ -552,12 +556,59 @@ def test_folder_and_zip_skips_name_odd_files_on_one_line(tmp_path):
 
 
 def test_cli_skip_report_prints_odd_names_escaped_on_one_line(capsys):
-    from advisor.cli import _report_skips
+    from advisor.cli.options import report_skips
 
     skipped = tuple(Skipped(f"bad\n{i}.png", "zero bytes") for i in range(7))
-    _report_skips(SimpleNamespace(source="my\nset", skipped=skipped), quiet=False)
+    report_skips(SimpleNamespace(source="my\nset", skipped=skipped), quiet=False)
     err = capsys.readouterr().err
     assert err == (
         "my\\nset: skipped 7 file(s): bad\\n0.png (zero bytes), bad\\n1.png (zero bytes), "
         "bad\\n2.png (zero bytes), bad\\n3.png (zero bytes), bad\\n4.png (zero bytes), and 2 more\n"
     )
+
+
+def test_zero_filled_members_named_like_images_are_refused_after_their_first_chunk(tmp_path):
+    """A 1 MB deflated member of zeros inflates to 1 GB at deflate's 1032:1: reading stops at
+    its first megabyte because it does not start like an image."""
+    path = tmp_path / "zeros.zip"
+    zeros = bytes(48 * MB)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for i in range(8):
+            archive.writestr(f"z{i}.png", zeros)
+        archive.writestr("ok.png", png())
+    inflated = []
+    real_iter = zips.iter_member
+
+    def counting(file, member):
+        for chunk in real_iter(file, member):
+            inflated.append(len(chunk))
+            yield chunk
+
+    image_set = open_image_set(path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(zips, "iter_member", counting)
+        _, report = load_images(image_set, size=None, workers=0)
+        image_set.content_hash()
+    assert report.loaded == 1
+    assert {s.reason for s in report.skipped} == {"not an image"}
+    # Two passes (decode, hash) over 8 refused members of at most one chunk each, plus ok.png.
+    assert sum(inflated) <= 2 * (8 * MB + len(png()))
+
+
+def test_an_absurd_worker_count_is_capped_by_cores_and_images(tmp_path, monkeypatch):
+    import advisor.images.batches as batches
+
+    seen = []
+    real = batches._decoded
+
+    def spy(image_set, size, chunk, workers, max_pixels):
+        seen.append(workers)
+        return real(image_set, size, chunk, 0, max_pixels)
+
+    monkeypatch.setattr(batches, "_decoded", spy)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(png(i))
+    _, report = load_images(folder, size=None, workers=100_000)
+    assert report.loaded == 3 and seen == [min(3, 4 * batches._usable_cpus())]

@@ -198,3 +198,87 @@ def test_registry_larger_than_the_bound_is_refused(tmp_path):
         f.write(b"# " + b"x" * (MAX_REGISTRY_BYTES + 10) + b"\n")
     with pytest.raises(AdvisorError, match="larger than"):
         read_registry_file(path)
+
+
+# --------------------------------------------------------------------------- hostile servers
+def _hostile_server(kind: str):
+    """A loopback server whose one URL misbehaves: ``endless``, ``badlength``, ``drip``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.httpserver import running
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            if kind == "badlength":
+                self.send_header("Content-Length", "abc")
+            self.end_headers()
+            try:
+                if kind == "endless":
+                    while True:
+                        self.wfile.write(bytes(1 << 16))
+                elif kind == "drip":
+                    for _ in range(200):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        threading.Event().wait(0.05)
+            except OSError:
+                pass
+
+    return running(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("badlength", "malformed Content-Length"), ("endless", "more than it announced"),
+     ("drip", "interrupted")],
+)  # fmt: skip
+def test_hostile_download_servers_are_one_line_and_bounded(tmp_path, monkeypatch, kind, message):
+    import advisor.download as download
+
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 4 << 20)
+    monkeypatch.setattr(download, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(download, "STALL_BYTES", 1000)
+    dest = tmp_path / "file.bin"
+    with _hostile_server(kind) as base:
+        with pytest.raises(AdvisorError, match=message):
+            download.download_url(f"{base}/x.bin", dest, sha256=None, progress=False)
+    assert not dest.exists()
+    part = dest.with_name("file.bin.part")
+    assert not part.exists() or part.stat().st_size <= 4 << 20
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_cache_memo_files_replaced_by_a_fifo_or_device_neither_hang_nor_eat_memory(tmp_path, kind):
+    cache = tmp_path / "cache"
+    for sub, name in (("weights", "sha256-memo.json"), ("checkpoints", "recorded-sha256.json")):
+        (cache / sub).mkdir(parents=True)
+        target = cache / sub / name
+        if kind == "fifo":
+            os.mkfifo(target)
+        else:
+            target.symlink_to("/dev/zero")
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights")
+    result = run_bounded(
+        f"""
+        from click.testing import CliRunner
+        from advisor.cli import main
+        from advisor.features.base import weights_sha256
+        print("memo", weights_sha256({str(weights)!r})[:8])
+        out = CliRunner().invoke(main, ["checkpoints", "list"])
+        print("list", out.exit_code, out.output.strip().splitlines()[-1])
+        """,
+        imports="import advisor.cli, advisor.features.base",
+        budget_mb=256,
+        timeout=60,
+        env={"ADVISOR_CACHE": str(cache)},
+    )
+    assert not result.timed_out, result.stderr[-500:]
+    assert "memo " in result.stdout, result.stderr[-500:]
+    assert "recorded-sha256.json is corrupt" in result.stdout

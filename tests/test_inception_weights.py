@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import advisor.features.inception as inception
+from advisor.download import HubFile
 from advisor.errors import AdvisorError
 from advisor.features import extractor_protocol, get_extractor
 from advisor.features.base import weights_sha256
@@ -25,6 +26,7 @@ from advisor.features.inception import INCEPTION_FILENAME, InceptionV3Features
 
 FAKE = bytes(range(256)) * 4096  # 1 MiB of "weights"
 FAKE_SHA = hashlib.sha256(FAKE).hexdigest()
+COMMIT = "c0ffee" + "0" * 34
 
 
 class Server:
@@ -137,12 +139,12 @@ def test_falls_back_to_the_hub_mirror(cache, server, monkeypatch):
         path.write_bytes(FAKE)
         return str(path)
 
-    mirror = inception.HubFile(repo_id="someone/mirror", filename=INCEPTION_FILENAME, revision="r")
+    mirror = HubFile(repo="someone/mirror", file=INCEPTION_FILENAME, revision=COMMIT)
     monkeypatch.setattr(inception, "INCEPTION_URLS", (server.url + ".missing",))
     monkeypatch.setattr(inception, "INCEPTION_HUB_MIRRORS", (mirror,))
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
     proto = extractor_protocol("inception", progress=False)
-    assert proto.comparable and calls == [("someone/mirror", INCEPTION_FILENAME, "r")]
+    assert proto.comparable and calls == [("someone/mirror", INCEPTION_FILENAME, COMMIT)]
     assert (cache / INCEPTION_FILENAME).read_bytes() == FAKE
     assert len(server.requests) == 1  # the URL was tried first
 
@@ -156,11 +158,11 @@ def test_a_bad_hub_mirror_is_rejected(cache, server, monkeypatch):
         path.write_bytes(b"not the weights")
         return str(path)
 
-    mirror = inception.HubFile(repo_id="someone/mirror", filename=INCEPTION_FILENAME, revision="r")
+    mirror = HubFile(repo="someone/mirror", file=INCEPTION_FILENAME, revision=COMMIT)
     monkeypatch.setattr(inception, "INCEPTION_URLS", ())
     monkeypatch.setattr(inception, "INCEPTION_HUB_MIRRORS", (mirror,))
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", wrong_file)
-    with pytest.raises(AdvisorError, match="someone/mirror.*sha256 mismatch"):
+    with pytest.raises(AdvisorError, match="someone/mirror.*failed its sha256 check"):
         extractor_protocol("inception", progress=False)
     assert not (cache / INCEPTION_FILENAME).exists()
 
@@ -239,3 +241,23 @@ def test_sha256_memo_notices_a_changed_file(cache, tmp_path):
     assert weights_sha256(path) == hashlib.sha256(b"b" * 100).hexdigest()
     os.utime(path, (old, old))  # same size and stamp as memoised: the memo answers, unhashed
     assert weights_sha256(path) == hashlib.sha256(b"a" * 100).hexdigest()
+
+
+def test_a_hub_mirror_on_a_branch_is_refused(cache, server, monkeypatch):
+    import huggingface_hub
+
+    def must_not_run(**kwargs):
+        raise AssertionError("a branch revision reached the Hub")
+
+    mirror = HubFile(repo="someone/mirror", file=INCEPTION_FILENAME, revision="main")
+    monkeypatch.setattr(inception, "INCEPTION_URLS", ())
+    monkeypatch.setattr(inception, "INCEPTION_HUB_MIRRORS", (mirror,))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", must_not_run)
+    with pytest.raises(AdvisorError, match="40-hex commit"):
+        extractor_protocol("inception", progress=False)
+
+
+def test_the_shipped_hub_mirror_is_pinned_to_a_commit_or_left_out():
+    assert all(m.pinned for m in inception.INCEPTION_HUB_MIRRORS)
+    commit = inception.INCEPTION_HUB_COMMIT
+    assert commit is None or (len(commit) == 40 and int(commit, 16) >= 0)

@@ -8,7 +8,9 @@ import pytest
 
 import advisor.features.extract as extract
 import advisor.features.pipeline as pipeline
+from advisor.cache import cache_dir
 from advisor.errors import AdvisorError
+from advisor.features.base import FeatureProtocol
 from advisor.features.pipeline import (
     FeatureOptions,
     FeatureSet,
@@ -32,8 +34,8 @@ def test_features_shape_protocol_and_names(tmp_path):
     fs = compute_features(folder, options=LITE)
     assert fs.features.shape == (5, 1280) and fs.features.dtype == np.float32
     assert fs.names == tuple(f"img_{i:03d}.png" for i in range(5))
-    assert fs.protocol["extractor"] == "efficientnet-lite0"
-    assert fs.protocol["precision"] == "fp32" and fs.protocol["input_size"] == 224
+    assert fs.protocol is not None and fs.protocol.extractor == "efficientnet-lite0"
+    assert fs.protocol.precision == "fp32" and fs.protocol.input_size == 224
     assert not fs.from_cache
     assert _snapshot(folder) == before  # nothing written into the user's folder
 
@@ -74,13 +76,13 @@ def test_no_cache_writes_nothing(tmp_path):
     folder = write_images(tmp_path / "imgs", 2)
     no_cache = dataclasses.replace(LITE, cache=False)
     compute_features(folder, options=no_cache)
-    assert list(pipeline.cache_dir("features").iterdir()) == []
+    assert list(cache_dir("features").iterdir()) == []
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path):
     folder = write_images(tmp_path / "imgs", 2)
     first = compute_features(folder, options=LITE)
-    cache_files = list(pipeline.cache_dir("features").glob("*.npz"))
+    cache_files = list(cache_dir("features").glob("*.npz"))
     assert len(cache_files) == 1
     cache_files[0].write_bytes(b"garbage")
     again = compute_features(folder, options=LITE)
@@ -103,15 +105,15 @@ def test_skips_are_reported_and_cached(tmp_path):
 def test_feature_file_roundtrip(tmp_path):
     fs = FeatureSet(
         features=np.arange(12, dtype=np.float32).reshape(3, 4),
-        protocol={
-            "extractor": "x",
-            "weights_sha256": "0" * 64,
-            "comparable": False,
-            "input_size": 8,
-            "resize": "r",
-            "precision": "fp32",
-            "dim": 4,
-        },
+        protocol=FeatureProtocol(
+            extractor="x",
+            weights_sha256="0" * 64,
+            comparable=False,
+            input_size=8,
+            resize="r",
+            precision="fp32",
+            dim=4,
+        ),
         names=("a.png", "b.png", "c.png"),
         source="somewhere",
     )
@@ -123,16 +125,17 @@ def test_feature_file_roundtrip(tmp_path):
     with pytest.raises(AdvisorError, match=".npz"):
         save_features(tmp_path / "f.txt", fs)
     # what load_features would refuse is never written
-    partial = dataclasses.replace(fs, protocol={"extractor": "x", "dim": 4})
-    with pytest.raises(AdvisorError, match="lacks"):
-        save_features(tmp_path / "g.npz", partial)
+    assert fs.protocol is not None
+    wrong_dim = dataclasses.replace(fs, protocol=dataclasses.replace(fs.protocol, dim=5))
+    with pytest.raises(AdvisorError, match="dim 5"):
+        save_features(tmp_path / "g.npz", wrong_dim)
     assert not (tmp_path / "g.npz").exists()
 
 
 def test_plain_npy_and_bad_feature_files(tmp_path):
     np.save(tmp_path / "ok.npy", np.ones((4, 3), dtype=np.float64))
     fs = load_features(tmp_path / "ok.npy")
-    assert fs.features.dtype == np.float32 and fs.protocol == {}
+    assert fs.features.dtype == np.float32 and fs.protocol is None
     np.save(tmp_path / "flat.npy", np.ones(4))
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")

@@ -7,9 +7,9 @@ import math
 import pytest
 from click.testing import CliRunner
 
+from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.runs import compare_runs, list_runs, load_run, plot_curves, plot_metric_curves
-from advisor.runs_cli import runs_group
 
 FIDS = [100.0, 60.0, 40.0, 39.5, 39.2, 39.0]  # kimg 0, 4, ..., 20
 
@@ -267,7 +267,7 @@ def test_plot_metric_curves_takes_raw_records_and_skips_nan(tmp_path):
 
 
 def _invoke(*args):
-    return CliRunner().invoke(runs_group, [str(a) for a in args])
+    return CliRunner().invoke(main, ["runs", *(str(a) for a in args)])
 
 
 def test_cli_list_json_is_one_object_with_every_run_and_damaged_ones_flagged(tmp_path):

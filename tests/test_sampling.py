@@ -1,5 +1,7 @@
 """Sampling by seed: the uint8 NCHW contract, batch-size independence, and PNG output."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -35,7 +37,29 @@ def test_parse_seeds_rejects(text):
         parse_seeds(text)
 
 
-def test_sample_contract_and_known_answer(generator):
+class _LatentEcho(torch.nn.Module):
+    """A stand-in generator whose image is its latent: pixel c of seed s is
+    ``psi * z[c] / 4`` with ``z = RandomState(s).randn(4)``, so expected pixels are known
+    numbers, not a rerun of advisor's code."""
+
+    config = SimpleNamespace(z_dim=4)
+
+    def forward(self, z, *, truncation_psi, noise_mode, noise_generator):  # noqa: ANN001
+        return (truncation_psi * z[:, :3] / 4).reshape(len(z), 3, 1, 1)
+
+
+def test_sample_known_answer_from_numpy_latents_and_nvlabs_quantisation():
+    # RandomState(0).randn(4) = [1.76405235, 0.40015721, 0.97873798, 2.2408932] and
+    # RandomState(1).randn(4) = [1.62434536, -0.61175641, -0.52817175, -1.07296862]; with
+    # psi 0.5 each pixel is z / 8, quantised as NVlabs does: trunc(clamp(x * 127.5 + 128)):
+    # 1.76405235 / 8 * 127.5 + 128 = 156.11 -> 156, -0.61175641 / 8 * 127.5 + 128 = 118.25 -> 118.
+    batches = list(sample(_LatentEcho(), [0, 1], batch_size=1, truncation_psi=0.5))
+    images = torch.cat(batches)
+    assert images.dtype == torch.uint8 and images.shape == (2, 3, 1, 1)
+    assert images.flatten().tolist() == [156, 134, 143, 153, 118, 119]
+
+
+def test_sample_contract_and_equals_one_generator_call(generator):
     seeds = [4, 8, 15, 16, 23]
     batches = list(sample(generator, seeds, batch_size=2, truncation_psi=0.7))
     assert [b.shape[0] for b in batches] == [2, 2, 1]

@@ -31,12 +31,12 @@ from advisor.checkpoints.importers import (
 from advisor.checkpoints.registry import (
     FORMATS,
     CheckpointRecord,
-    HubFile,
     Registry,
     default_registry_path,
     load_registry,
 )
 from advisor.checkpoints.resolve import open_checkpoint, resolve
+from advisor.download import HubFile
 
 __all__ = [
     "FORMATS",

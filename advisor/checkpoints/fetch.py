@@ -1,16 +1,18 @@
 """Get registry checkpoints into the cache, verified, and say what is cached without network.
 
 Files live in ``<cache>/checkpoints/<key>/<file>``, ``key`` a hash of the location (URL, or Hub
-repo/file/revision), so two records can never share a stale file. URL entries download through
-:func:`advisor.download.download_url` (resumable); Hub entries through
-``huggingface_hub.hf_hub_download`` at the record's pinned revision into the same folder
-(``HF_ENDPOINT`` is honoured). ``--offline``, ``HF_HUB_OFFLINE`` or ``ADVISOR_OFFLINE`` stop all
-network access: only cached files are used.
+repo/file/revision), so two records can never share a stale file. URL and Hub entries alike come
+through :func:`advisor.download.fetch` (HTTP with resume, or ``hf_hub_download`` at the record's
+revision with ``HF_ENDPOINT`` honoured). ``--offline``, ``HF_HUB_OFFLINE`` or
+``ADVISOR_OFFLINE`` stop all network access: only cached files are used.
 
 Hashes: a record's ``sha256`` is checked on every download. A record without one is trusted on
 first use: the hash of the first download is recorded in ``<cache>/checkpoints/
 recorded-sha256.json`` and later downloads and ``verify`` must match it; such entries are shown
-as unverified. A file that fails its hash is deleted and reported.
+as unverified (as is every record without a pinned hash, whatever its ``trust``). A file that
+fails its hash is deleted and reported. Hashes are memoised per process
+(:func:`advisor.download.sha256_file`), so pulling, loading and ranking hash a file once;
+:func:`verify` alone re-reads the bytes.
 """
 
 from __future__ import annotations
@@ -19,44 +21,51 @@ import contextlib
 import datetime
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from tqdm.auto import tqdm
-
-from advisor.cache import atomic_write_bytes, cache_dir
-from advisor.checkpoints.registry import CheckpointRecord
-from advisor.download import download_url, is_offline, sha256_file
+from advisor.cache import atomic_write_bytes, cache_dir, read_small_file
+from advisor.checkpoints.registry import CheckpointRecord, Verification
+from advisor.download import HubFile, fetch, is_offline, sha256_file
 from advisor.errors import AdvisorError
 from advisor.paths import confined, is_inside
 
 RECORDED_HASHES = "recorded-sha256.json"
 
+HashStatus = Literal["pinned", "recorded", "unknown"]
+VerifyOutcome = Literal["ok", "mismatch", "not-cached", "unhashed"]
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class CacheStatus:
     """What is known locally about a record, without network access.
 
-    ``hash_status``: ``'pinned'`` (the registry gives the sha256), ``'recorded'`` (unverified:
-    recorded at first download), or ``'unknown'`` (never downloaded, no hash published).
+    ``hash_status``: ``'pinned'`` (the registry gives the sha256), ``'recorded'`` (recorded at
+    first download), or ``'unknown'`` (never downloaded, no hash published). Only ``pinned`` is
+    ``verified``; see :attr:`verification`.
     """
 
     name: str
     cached: bool
     path: Path
-    hash_status: str
+    hash_status: HashStatus
     sha256: str | None
 
+    @property
+    def verification(self) -> Verification:
+        """``'verified'`` only for a pinned hash: a recorded one proves sameness, not origin."""
+        return "verified" if self.hash_status == "pinned" else "unverified"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class VerifyResult:
     """Outcome of re-hashing one cached file: ``ok``, ``mismatch`` (deleted unless local),
     ``not-cached`` or ``unhashed`` (cached, but no pinned or recorded hash to compare with)."""
 
     name: str
     path: Path
-    outcome: str
+    outcome: VerifyOutcome
     expected: str | None = None
     actual: str | None = None
 
@@ -73,6 +82,7 @@ def status(record: CheckpointRecord) -> CacheStatus:
     """Cache status of ``record``; reads the local disk only."""
     path = local_path(record)
     recorded = _recorded().get(record.location, {}).get("sha256")
+    kind: HashStatus
     if record.sha256:
         kind, sha = "pinned", record.sha256
     elif recorded:
@@ -80,7 +90,7 @@ def status(record: CheckpointRecord) -> CacheStatus:
     else:
         kind, sha = "unknown", None
     cached = path.is_file() and (record.format != "advisor" or _json_sibling(path).is_file())
-    return CacheStatus(record.name, cached, path, kind, sha)
+    return CacheStatus(name=record.name, cached=cached, path=path, hash_status=kind, sha256=sha)
 
 
 def pull(record: CheckpointRecord, *, offline: bool | None = None, progress: bool = True) -> Path:
@@ -100,25 +110,19 @@ def pull(record: CheckpointRecord, *, offline: bool | None = None, progress: boo
             raise AdvisorError(f"{record.name}: {record.path} does not match its registry sha256")
         return record.path
     offline = is_offline(offline)
-    if record.hf is not None:
-        path = _pull_hub(record, offline=offline, progress=progress)
-    else:
-        dest = local_path(record)
-        path = download_url(record.url, dest, sha256=expected, progress=progress, offline=offline)
-        if record.format == "advisor":
-            json_url = record.url.split("?")[0].removesuffix(".safetensors") + ".json"
-            json_dest = _json_sibling(dest)
-            download_url(json_url, json_dest, sha256=None, progress=False, offline=offline)
-    actual = sha256_file(path)
-    if expected and actual != expected:
-        _delete(path, record)
+    dest = local_path(record)
+    if record.hf is not None and offline and not dest.is_file():
         raise AdvisorError(
-            f"{record.name}: {path.name} failed its sha256 check (expected {expected}, got "
-            f"{actual}); the file was deleted"
+            f"{record.name}: not cached and offline; run `advisor checkpoints pull "
+            f"{record.name}` online"
         )
+    actual = _fetch(record, _source(record), dest, expected, offline=offline, progress=progress)
+    if record.format == "advisor":
+        json_source = _source(record, suffix=".json")
+        _fetch(record, json_source, _json_sibling(dest), None, offline=offline, progress=False)
     if not expected:
         _record_hash(record, actual)
-    return path
+    return dest
 
 
 def verify(record: CheckpointRecord) -> VerifyResult:
@@ -127,16 +131,17 @@ def verify(record: CheckpointRecord) -> VerifyResult:
     A mismatching cache file is deleted; a mismatching local (``path``) file is only reported.
     """
     st = status(record)
+    result = {"name": record.name, "path": st.path, "expected": st.sha256}
     if not st.cached:
-        return VerifyResult(record.name, st.path, "not-cached", st.sha256)
-    actual = sha256_file(st.path)
+        return VerifyResult(outcome="not-cached", **result)
+    actual = sha256_file(st.path, fresh=True)  # damage need not change the file's stamp
     if st.sha256 is None:
-        return VerifyResult(record.name, st.path, "unhashed", None, actual)
+        return VerifyResult(outcome="unhashed", actual=actual, **result)
     if actual == st.sha256:
-        return VerifyResult(record.name, st.path, "ok", st.sha256, actual)
+        return VerifyResult(outcome="ok", actual=actual, **result)
     if record.path is None:
         _delete(st.path, record)
-    return VerifyResult(record.name, st.path, "mismatch", st.sha256, actual)
+    return VerifyResult(outcome="mismatch", actual=actual, **result)
 
 
 def _cache_folder(record: CheckpointRecord) -> Path:
@@ -167,51 +172,41 @@ def _delete(path: Path, record: CheckpointRecord) -> None:
             p.unlink()
 
 
-class _QuietTqdm(tqdm):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
+def _source(record: CheckpointRecord, *, suffix: str = "") -> str | HubFile:
+    """The record's URL or Hub file; ``suffix`` swaps the file's (the advisor ``.json``)."""
+    if record.hf is not None:
+        if not suffix:
+            return record.hf
+        file = str(Path(record.hf.file).with_suffix(suffix))
+        return HubFile(repo=record.hf.repo, file=file, revision=record.hf.revision)
+    assert record.url is not None
+    if not suffix:
+        return record.url
+    return record.url.split("?")[0].removesuffix(".safetensors") + suffix
 
 
-def _pull_hub(record: CheckpointRecord, *, offline: bool, progress: bool) -> Path:
-    import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    assert record.hf is not None
-    files = [record.hf.file]
-    if record.format == "advisor":
-        files.append(str(Path(record.hf.file).with_suffix(".json")))
-    paths = []
-    for name in files:
-        try:
-            paths.append(
-                huggingface_hub.hf_hub_download(
-                    record.hf.repo,
-                    name,
-                    revision=record.hf.revision,
-                    local_dir=_cache_folder(record),
-                    local_files_only=offline,
-                    endpoint=os.environ.get("HF_ENDPOINT") or None,
-                    tqdm_class=None if progress else _QuietTqdm,
-                )
-            )
-        except LocalEntryNotFoundError:
-            raise AdvisorError(
-                f"{record.name}: not cached and offline (or the Hub is unreachable); "
-                f"run `advisor checkpoints pull {record.name}` online"
-            ) from None
-        except (HfHubHTTPError, OSError, ValueError) as err:
-            text = " ".join(str(err).split())[:200]
-            raise AdvisorError(
-                f"{record.name}: Hub download of {record.location} failed ({text})"
-            ) from None
-    return Path(paths[0])
+def _fetch(
+    record: CheckpointRecord,
+    source: str | HubFile,
+    dest: Path,
+    expected: str | None,
+    *,
+    offline: bool,
+    progress: bool,
+) -> str:
+    """:func:`advisor.download.fetch` with Hub errors named after the record."""
+    try:
+        return fetch(source, dest, sha256=expected, offline=offline, progress=progress)
+    except AdvisorError as err:
+        if isinstance(source, HubFile):
+            raise AdvisorError(f"{record.name}: {err}") from None
+        raise
 
 
 def _recorded() -> dict[str, dict[str, str]]:
     path = cache_dir("checkpoints") / RECORDED_HASHES
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_small_file(path))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):

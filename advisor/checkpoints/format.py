@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -82,6 +83,16 @@ class CheckpointMetadata:
     description: str | None = None
     provenance: Provenance | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        kimg = self.training_kimg
+        if kimg is not None and (
+            isinstance(kimg, bool)
+            or not isinstance(kimg, (int, float))
+            or not math.isfinite(kimg)
+            or kimg < 0
+        ):
+            raise AdvisorError(f"training kimg must be a finite number >= 0, got {kimg!r}")
 
     @property
     def resolution(self) -> int:
@@ -172,6 +183,7 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
     for net in checkpoint.networks:
         for key, value in getattr(checkpoint, net).state_dict().items():
             tensors[f"{net}.{key}"] = value.detach().to("cpu").contiguous()
+    created = [p for p in (json_path.parent, *json_path.parent.parents) if not p.exists()]
     try:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         with _staged(tensors_path) as tmp_tensors, _staged(json_path) as tmp_json:
@@ -185,13 +197,24 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
                 networks=checkpoint.networks, tensors_sha256=sha256_file(tmp_tensors)
             )
             with open(tmp_json, "wb") as f:
-                f.write((json.dumps(doc, indent=2) + "\n").encode())
+                f.write((json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
                 f.flush()
                 os.fsync(f.fileno())
             _replace_pair((tmp_tensors, tmp_json), (tensors_path, json_path))
-    except OSError as err:
-        raise AdvisorError(f"cannot write checkpoint {json_path}: {os_reason(err)}") from None
+    except (OSError, safetensors.SafetensorError) as err:
+        for folder in created:  # folders made for this checkpoint, innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        reason = os_reason(err) if isinstance(err, OSError) else _safetensors_reason(err)
+        raise AdvisorError(f"cannot write checkpoint {json_path}: {reason}") from None
     return json_path
+
+
+def _safetensors_reason(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    if "No space left" in text:
+        return "no space left on the device"
+    return text[:200]
 
 
 @contextlib.contextmanager
@@ -295,7 +318,8 @@ def load_checkpoint(
     """Load an advisor checkpoint (``NAME``, ``NAME.json`` or ``NAME.safetensors``).
 
     ``networks`` picks which of ``G_ema``, ``G``, ``D`` to build (default: all present;
-    ``G_ema`` is always loaded). ``verify`` checks the tensor file against the sha256 in the
+    ``G_ema`` is always loaded); only their tensors are read (sampling reads ``G_ema.*`` and
+    leaves ``G`` and ``D`` on disk). ``verify`` checks the tensor file against the sha256 in the
     JSON. Every tensor must match its network's state_dict exactly (names and shapes).
     """
     tensors_path, json_path = checkpoint_paths(path)
@@ -309,10 +333,7 @@ def load_checkpoint(
         raise AdvisorError(f"{tensors_path} is missing; the checkpoint is incomplete")
     if verify and doc.get("tensors_sha256") and sha256_file(tensors_path) != doc["tensors_sha256"]:
         raise AdvisorError(f"{tensors_path.name} does not match the sha256 in {json_path.name}")
-    try:
-        flat = safetensors.torch.load_file(str(tensors_path), device=str(device))
-    except (OSError, safetensors.SafetensorError) as err:
-        raise AdvisorError(f"{tensors_path} is not a readable safetensors file ({err})") from None
+    flat = _read_tensors(tensors_path, tuple(n + "." for n in wanted), device=device)
     built: dict[str, torch.nn.Module] = {}
     for net in wanted:
         config = metadata.discriminator if net == "D" else metadata.generator
@@ -330,3 +351,15 @@ def load_checkpoint(
             ) from None
         built[net] = module.to(device).eval().requires_grad_(False)
     return Checkpoint(metadata=metadata, **built)
+
+
+def _read_tensors(
+    path: Path, prefixes: tuple[str, ...], *, device: str | torch.device
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` whose names start with one of ``prefixes``; the others are never
+    read (safetensors indexes tensors by name in its header)."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
+    except (OSError, safetensors.SafetensorError) as err:
+        raise AdvisorError(f"{path} is not a readable safetensors file ({err})") from None

@@ -32,13 +32,14 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from advisor.cache import check_destination
+from advisor.checkpoints import converted
 from advisor.checkpoints.format import (
     NETWORKS,
     Checkpoint,
@@ -163,24 +164,77 @@ def read_checkpoint(
     description: str | None = None,
     networks: tuple[str, ...] | None = None,
     device: str | torch.device = "cpu",
+    cache: bool = True,
 ) -> tuple[Checkpoint, ImportReport]:
     """Read any supported checkpoint file into advisor networks, in memory.
 
     ``name`` defaults to the file's stem. The keyword metadata fills the checkpoint's JSON
     fields where the source does not say (an NVlabs snapshot's dataset path and kimg are read
     from the pickle and file name). ``strict`` refuses sources that miss network parameters.
-    ``networks`` limits which of G_ema (always), G and D are built.
+    ``networks`` limits which of G_ema (always), G and D are built. With ``cache``, a complete
+    conversion is kept in advisor's format keyed by the source's sha256
+    (:mod:`advisor.checkpoints.converted`) and later reads of the same bytes load it instead of
+    unpickling and converting again.
     """
     path = Path(path)
-    fmt, loaded = _detect(path)
-    if fmt == "advisor":
+    if path.suffix in (".json", ".safetensors") or is_advisor_checkpoint(path):
+        _detect(path)  # a half pair is an error
         ckpt = load_checkpoint(path, networks=networks, device=device)
         reports = tuple(
             NetworkReport(n, tuple(getattr(ckpt, n).state_dict()), (), ()) for n in ckpt.networks
         )
         prov = ckpt.metadata.provenance
-        return ckpt, ImportReport(path, prov.source_sha256 if prov else "", fmt, reports)
+        return ckpt, ImportReport(path, prov.source_sha256 if prov else "", "advisor", reports)
+    if not path.is_file():
+        raise AdvisorError(f"no such file: {path}")
     sha = sha256_file(path)
+    wanted = NETWORKS if networks is None else ("G_ema", *networks)
+    asked = None if networks is None else wanted
+    found = converted.lookup(sha, networks=asked, device=device) if cache else None
+    if found is not None:
+        full, doc = found
+        fmt, reports, notes = _report_from_json(doc)
+    else:
+        full, fmt, reports, notes = _convert(path, sha, wanted)
+        if cache and not any(r.missing for r in reports):
+            converted.store(sha, full)
+    reports = tuple(r for r in reports if r.network in wanted)
+    nets = {n: getattr(full, n) for n in NETWORKS if n in wanted and getattr(full, n) is not None}
+    for report in reports:
+        if strict and report.missing:
+            raise AdvisorError(
+                f"{path.name}: {report.network} lacks {len(report.missing)} parameters "
+                f"(e.g. {report.missing[0]}); use a non-strict import to keep initial values"
+            )
+    if "G_ema" not in nets:
+        raise AdvisorError(f"{path.name} has no G_ema generator")
+    meta = full.metadata
+    if training_kimg is None and fmt == "nvlabs-pkl":
+        m = re.search(r"network-snapshot-(\d{1,9})", path.name)
+        training_kimg = float(m.group(1)) if m else None
+    assert meta.provenance is not None
+    metadata = replace(
+        meta,
+        name=name or path.stem,
+        discriminator=meta.discriminator if "D" in nets else None,
+        source_dataset=source_dataset or meta.source_dataset,
+        training_kimg=training_kimg,
+        licence=licence,
+        description=description,
+        provenance=replace(meta.provenance, source_file=path.name),
+        extra={},
+    )
+    nets = {n: m.to(device).eval().requires_grad_(False) for n, m in nets.items()}
+    report = ImportReport(path, sha, fmt, reports, notes)
+    return Checkpoint(metadata=metadata, **nets), report
+
+
+def _convert(
+    path: Path, sha: str, wanted: tuple[str, ...]
+) -> tuple[Checkpoint, str, tuple[NetworkReport, ...], tuple[str, ...]]:
+    """The ``wanted`` networks of a non-advisor source, on the CPU, non-strictly: ``(checkpoint
+    with the source's own metadata and the report in ``extra``, format, reports, notes)``."""
+    fmt, loaded = _detect(path)
     notes: list[str] = []
     if fmt == "nvlabs-pkl":
         states, configs, found = _read_nvlabs_pickle(path, notes)
@@ -189,38 +243,57 @@ def read_checkpoint(
     nets: dict[str, torch.nn.Module] = {}
     reports = []
     for net in NETWORKS:
-        if net not in states or (networks is not None and net not in ("G_ema", *networks)):
+        if net not in states or net not in wanted:
             continue
         module = (Discriminator if net == "D" else Generator)(configs[net])
         report = _fill(module, states[net], net)
         if net != "D" and "mapping.w_avg" in report.missing and fmt == "rosinality-pt":
             report = _derive_w_avg(module, report, notes)
-        if strict and report.missing:
-            raise AdvisorError(
-                f"{path.name}: {net} lacks {len(report.missing)} parameters "
-                f"(e.g. {report.missing[0]}); use a non-strict import to keep initial values"
-            )
-        nets[net] = module.to(device).eval().requires_grad_(False)
+        nets[net] = module.eval().requires_grad_(False)
         reports.append(report)
     if "G_ema" not in nets:
         raise AdvisorError(f"{path.name} has no G_ema generator")
     metadata = CheckpointMetadata(
-        name=name or path.stem,
+        name=f"converted-{sha[:16]}",
         generator=configs["G_ema"],
         discriminator=configs.get("D") if "D" in nets else None,
-        source_dataset=source_dataset or found.get("source_dataset"),
-        training_kimg=training_kimg if training_kimg is not None else found.get("training_kimg"),
-        licence=licence,
-        description=description,
+        source_dataset=found.get("source_dataset"),
         provenance=Provenance(
             source_file=path.name,
             source_sha256=sha,
             importer=f"advisor.checkpoints.importers:{fmt}",
             imported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         ),
+        extra={
+            converted.REPORT_KEY: {
+                "format": fmt,
+                "source_networks": [n for n in NETWORKS if n in states],
+                "networks": [r.to_dict() for r in reports],
+                "notes": list(notes),
+            }
+        },
     )
-    report = ImportReport(path, sha, fmt, tuple(reports), tuple(notes))
-    return Checkpoint(metadata=metadata, **nets), report
+    return Checkpoint(metadata=metadata, **nets), fmt, tuple(reports), tuple(notes)
+
+
+def _report_from_json(
+    doc: dict[str, Any],
+) -> tuple[str, tuple[NetworkReport, ...], tuple[str, ...]]:
+    """``(format, network reports, notes)`` from a cached conversion's report document."""
+    try:
+        reports = tuple(
+            NetworkReport(
+                network=str(r["network"]),
+                matched=tuple(r["matched"]),
+                missing=tuple(r["missing"]),
+                unexpected=tuple(r["unexpected"]),
+                derived=tuple(r["derived"]),
+            )
+            for r in doc["networks"]
+        )
+        return str(doc["format"]), reports, tuple(str(n) for n in doc["notes"])
+    except (KeyError, TypeError) as err:
+        raise AdvisorError(f"a cached conversion has an unreadable import report ({err})") from None
 
 
 def import_checkpoint(
@@ -258,6 +331,7 @@ def import_checkpoint(
         training_kimg=training_kimg,
         licence=licence,
         description=description,
+        cache=False,  # an explicit import writes its own copy
     )
     written = save_checkpoint(target, ckpt)
     return ImportReport(
@@ -369,8 +443,6 @@ def _nvlabs_networks(path: Path, data: dict, notes: list[str]) -> tuple[dict, di
     kwargs = to_plain(kwargs) if isinstance(kwargs, dict) else None
     if isinstance(kwargs, dict) and isinstance(kwargs.get("path"), str):
         found["source_dataset"] = Path(kwargs["path"]).name[:200]
-    if m := re.search(r"network-snapshot-(\d{1,9})", path.name):
-        found["training_kimg"] = float(m.group(1))
     notes.append(f"NVlabs network module: {module}")
     return states, configs, found
 

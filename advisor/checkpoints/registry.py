@@ -33,8 +33,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
+from advisor.download import HubFile
 from advisor.errors import AdvisorError
 from advisor.paths import check_relative_name
 
@@ -43,38 +44,21 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-FORMATS = ("nvlabs-pkl", "nvlabs-state", "rosinality-pt", "advisor")
-TRUST_LEVELS = ("official", "third-party", "local")
+#: How a checkpoint file is stored (the registry's ``format``).
+Format = Literal["nvlabs-pkl", "nvlabs-state", "rosinality-pt", "advisor"]
+#: Who publishes a checkpoint (the registry's ``trust``).
+Trust = Literal["official", "third-party", "local"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+TRUST_LEVELS: tuple[Trust, ...] = get_args(Trust)
+#: ``verified``: the registry pins the sha256 every download is checked against;
+#: ``unverified``: no hash is pinned, so nothing proves the bytes are what ``trust`` claims.
+Verification = Literal["verified", "unverified"]
 MAX_RESOLUTION = 16384
 """Largest resolution a record may claim: 16x the largest public StyleGAN (1024 px)."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_HUB_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-_HUB_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 MAX_REGISTRY_BYTES = 16 * 1024 * 1024
 """Largest registry file read: a registry of 10,000 entries is about 5 MB of TOML."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class HubFile:
-    """A file on the Hugging Face Hub at a pinned revision."""
-
-    repo: str
-    file: str
-    revision: str
-
-    def __post_init__(self) -> None:
-        # These become a URL and a path under advisor's cache: refuse anything that could climb
-        # out of it (``..``, absolute paths) before any download or delete can use them.
-        if not isinstance(self.repo, str) or not _HUB_REPO.match(self.repo) or ".." in self.repo:
-            raise AdvisorError(f"hf repo must look like 'owner/name', got {self.repo!r}")
-        check_relative_name(self.file, what="hf file")
-        if (
-            not isinstance(self.revision, str)
-            or not _HUB_REVISION.match(self.revision)
-            or ".." in self.revision
-        ):
-            raise AdvisorError(f"hf revision {self.revision!r} is not a valid git revision")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +93,12 @@ class CheckpointRecord:
             raise AdvisorError("sha256 must be 64 lowercase hex digits or None")
 
     @property
+    def verification(self) -> Verification:
+        """``'verified'`` when a sha256 is pinned, else ``'unverified'`` whatever the ``trust``:
+        an ``official`` source with no published hash is only as good as the connection."""
+        return "verified" if self.sha256 else "unverified"
+
+    @property
     def location_kind(self) -> str:
         """``'url'``, ``'hf'`` or ``'path'``."""
         return "url" if self.url else "hf" if self.hf else "path"
@@ -119,7 +109,7 @@ class CheckpointRecord:
         if self.url:
             return self.url
         if self.hf:
-            return f"hf://{self.hf.repo}/{self.hf.file}@{self.hf.revision}"
+            return self.hf.location
         return str(self.path)
 
     @property
@@ -137,6 +127,7 @@ class CheckpointRecord:
         out["hf"] = None if self.hf is None else vars(self.hf).copy()
         out["path"] = None if self.path is None else str(self.path)
         out["location"] = self.location
+        out["verification"] = self.verification
         return out
 
 

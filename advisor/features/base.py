@@ -13,6 +13,7 @@ Registry: extractors are registered by name with :func:`register_extractor` and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,12 +23,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
 
-from advisor.cache import atomic_write_bytes, cache_dir
+from advisor.cache import atomic_write_bytes, cache_dir, read_small_file
+from advisor.devices import fp32_math
 from advisor.download import sha256_file
 from advisor.errors import AdvisorError
 from advisor.images import RESIZE_POLICY, resize_uint8
@@ -36,12 +38,35 @@ from advisor.images import RESIZE_POLICY, resize_uint8
 PRECISIONS = ("fp32", "bf16")
 
 
-@dataclass(frozen=True)
+#: How two protocols that differ in a field relate: ``"incomparable"`` (another network, weights,
+#: input size, resize or dimension: the features live in different spaces) or ``"mixed"`` (the
+#: same network at another precision: comparable, but the metrics mix two arithmetics).
+DifferenceKind = Literal["incomparable", "mixed"]
+#: Fields whose difference only mixes arithmetic; every other field but ``comparable`` (which
+#: follows from ``weights_sha256``) makes features incomparable.
+_MIXED_FIELDS = frozenset({"precision"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolDifference:
+    """One field in which two protocols differ: ``ours`` is this protocol's value."""
+
+    field: str
+    ours: str | int | bool
+    theirs: str | int | bool
+    kind: DifferenceKind
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.ours!r} vs {self.theirs!r}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeatureProtocol:
     """Everything that determines an extractor's features, recorded with every result.
 
     ``comparable`` is True iff the loaded weights are the canonical published ones (their
-    sha256 matches the pin); it does not change the features, so it is left out of ``key()``.
+    sha256 matches the pin); it does not change the features, so it is left out of ``key()``
+    and of :meth:`differences`.
     """
 
     extractor: str
@@ -53,7 +78,7 @@ class FeatureProtocol:
     dim: int
 
     def to_dict(self) -> dict[str, object]:
-        """The protocol as a JSON-ready dict."""
+        """The protocol as a JSON-ready dict (feature files, results); only at the edges."""
         return asdict(self)
 
     def key(self) -> str:
@@ -62,6 +87,26 @@ class FeatureProtocol:
         del fields["comparable"]
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+    def differences(self, other: FeatureProtocol) -> tuple[ProtocolDifference, ...]:
+        """How ``other`` differs from this protocol: one entry per field that changes features
+        (all but ``comparable``), in field order; empty when features are interchangeable."""
+        out = []
+        for item in dataclasses.fields(self):
+            ours, theirs = getattr(self, item.name), getattr(other, item.name)
+            if item.name == "comparable" or ours == theirs:
+                continue
+            kind: DifferenceKind = "mixed" if item.name in _MIXED_FIELDS else "incomparable"
+            out.append(ProtocolDifference(field=item.name, ours=ours, theirs=theirs, kind=kind))
+        return tuple(out)
+
+    def summary(self) -> str:
+        """One line for people: extractor, dimension, weights, input, resize, precision."""
+        comparable = "" if self.comparable else " (not comparable with published FIDs)"
+        return (
+            f"{self.extractor} {self.dim}-d, weights sha256 {self.weights_sha256[:12]}"
+            f"{comparable}, {self.input_size}px {self.resize}, {self.precision}"
+        )
 
 
 @dataclass(frozen=True)
@@ -245,7 +290,8 @@ class FeatureExtractor(FoldsBatchNorm):
 
         Returns:
             float32 [N, dim] on the extractor's device, also under bf16; computed in
-            inference mode, returned as an ordinary tensor with no autograd history.
+            inference mode without TF32 (:func:`advisor.devices.fp32_math`), returned as an
+            ordinary tensor with no autograd history.
         """
         if not isinstance(images, torch.Tensor):
             raise ValueError(f"expected a torch.Tensor of uint8 images, got {type(images)}")
@@ -258,7 +304,8 @@ class FeatureExtractor(FoldsBatchNorm):
         if images.shape[2] != size or images.shape[3] != size:
             images = resize_uint8(images, size)
         device = self._scale.device
-        with torch.inference_mode():
+        # The numeric mode is part of the forward, not of the process: no TF32 (fp32_math).
+        with torch.inference_mode(), fp32_math():
             x = images.to(device, non_blocking=True)
             if self.channels_last:
                 # Converting the uint8 batch is 4x cheaper than converting the float one.
@@ -334,7 +381,7 @@ def weights_sha256(path: str | os.PathLike[str]) -> str:
     memo: dict[str, object] = {}
     if memo_path is not None:
         try:
-            loaded = json.loads(memo_path.read_text())
+            loaded = json.loads(read_small_file(memo_path))
             memo = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError, RecursionError):
             pass

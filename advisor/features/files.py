@@ -12,8 +12,9 @@ nothing in it is trusted; every problem is one :class:`AdvisorError` line:
   :data:`MAX_INFLATION` times;
 - ``features`` must be 2-D ``[N, D]``, a float dtype, every value finite within float32;
 - ``meta`` must be a JSON object of the shape :func:`save_features` writes: ``protocol`` either
-  empty (unknown) or complete with the right types and ``dim == D``; ``names`` one string per row
-  (or none); ``skipped`` objects of strings; ``source`` a string.
+  empty (unknown) or complete with the right types and ``dim == D`` (read back as a
+  :class:`FeatureProtocol`); ``names`` one string per row (or none); ``skipped`` objects of
+  strings; ``source`` a string.
 
 Files are written with :func:`advisor.cache.atomic_open`: complete or absent.
 """
@@ -68,13 +69,13 @@ _READ_ERRORS = (
 _JSON_TYPES = {"str": str, "int": int, "bool": bool}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeatureSet:
     """Features of one image set.
 
     features: float32 ``[N, D]``, every value finite; row i belongs to ``names[i]``.
-    protocol: the extractor protocol as a dict (``FeatureProtocol.to_dict()``); empty when
-        unknown (a plain ``.npy`` file).
+    protocol: the extractor protocol the features were made under; None when unknown (a plain
+        ``.npy`` file, or a ``.npz`` whose meta records none).
     names: display paths of the images the rows came from (empty when unknown).
     skipped: files of the source that were skipped, with reasons.
     source: what the user pointed at.
@@ -82,7 +83,7 @@ class FeatureSet:
     """
 
     features: np.ndarray
-    protocol: dict[str, object]
+    protocol: FeatureProtocol | None
     names: tuple[str, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     source: str = ""
@@ -137,7 +138,7 @@ def load_features(path: str | os.PathLike[str]) -> FeatureSet:
     except _READ_ERRORS as err:
         raise AdvisorError(f"{path}: not a readable feature file ({_one_line(err)})") from None
     features = _checked_features(features, where)
-    return FeatureSet(features=features, **_parse_meta(meta_text, where, features.shape))
+    return _parse_meta(meta_text, where, features)
 
 
 def save_features(
@@ -156,7 +157,8 @@ def save_features(
     check_destination(path, overwrite=overwrite)
     # Never write what load_features would refuse.
     features = _checked_features(feature_set.features, str(path))
-    _protocol(feature_set.protocol, str(path), features.shape[1])
+    if feature_set.protocol is not None:
+        _protocol(feature_set.protocol.to_dict(), str(path), features.shape[1])
     try:
         write_npz(path, feature_set)
     except OSError as err:
@@ -177,7 +179,7 @@ def write_npz(path: Path, feature_set: FeatureSet) -> None:
 def _meta(feature_set: FeatureSet) -> dict[str, object]:
     return {
         "format": FORMAT,
-        "protocol": feature_set.protocol,
+        "protocol": {} if feature_set.protocol is None else feature_set.protocol.to_dict(),
         "names": list(feature_set.names),
         "skipped": [dataclasses.asdict(s) for s in feature_set.skipped],
         "source": feature_set.source,
@@ -296,10 +298,11 @@ def _checked_features(features: np.ndarray, where: str) -> np.ndarray:
 # --- meta ------------------------------------------------------------------------------------
 
 
-def _parse_meta(text: str | None, where: str, shape: tuple[int, ...]) -> dict[str, object]:
-    """FeatureSet fields from the ``meta`` JSON text (None: no meta, nothing known), validated."""
+def _parse_meta(text: str | None, where: str, features: np.ndarray) -> FeatureSet:
+    """The feature set of ``features`` with the ``meta`` JSON text (None: no meta, nothing
+    known), validated."""
     if text is None:
-        return {"protocol": {}, "source": where}
+        return FeatureSet(features=features, protocol=None, source=where)
     try:
         meta = json.loads(text)
     except (ValueError, RecursionError) as err:
@@ -309,7 +312,7 @@ def _parse_meta(text: str | None, where: str, shape: tuple[int, ...]) -> dict[st
     fmt = meta.get("format", FORMAT)
     if fmt != FORMAT:
         raise AdvisorError(f"{where}: unknown feature file format {_short(fmt)} (reads {FORMAT})")
-    rows, dim = shape
+    rows, dim = features.shape
     names = _string_list(meta.get("names", []), where, "names")
     if names and len(names) != rows:
         raise AdvisorError(
@@ -318,21 +321,22 @@ def _parse_meta(text: str | None, where: str, shape: tuple[int, ...]) -> dict[st
     source = meta.get("source", where)
     if not isinstance(source, str):
         raise AdvisorError(f"{where}: meta 'source' must be a string, got {_json_kind(source)}")
-    return {
-        "protocol": _protocol(meta.get("protocol", {}), where, dim),
-        "names": tuple(names),
-        "skipped": _skipped(meta.get("skipped", []), where),
-        "source": source,
-    }
+    return FeatureSet(
+        features=features,
+        protocol=_protocol(meta.get("protocol", {}), where, dim),
+        names=tuple(names),
+        skipped=_skipped(meta.get("skipped", []), where),
+        source=source,
+    )
 
 
-def _protocol(value: object, where: str, dim: int) -> dict[str, object]:
-    """An empty protocol (unknown), or a complete one: every field of :class:`FeatureProtocol`
-    with its type, and ``dim`` equal to the feature columns."""
+def _protocol(value: object, where: str, dim: int) -> FeatureProtocol | None:
+    """None for an empty protocol (unknown), else a complete one: every field of
+    :class:`FeatureProtocol` with its type, and ``dim`` equal to the feature columns."""
     if not isinstance(value, dict):
         raise AdvisorError(f"{where}: meta 'protocol' must be an object, got {_json_kind(value)}")
     if not value:
-        return {}
+        return None
     fields = {f.name: _JSON_TYPES[str(f.type)] for f in dataclasses.fields(FeatureProtocol)}
     missing = [name for name in fields if name not in value]
     unknown = [name for name in value if name not in fields]
@@ -351,7 +355,15 @@ def _protocol(value: object, where: str, dim: int) -> dict[str, object]:
         raise AdvisorError(
             f"{where}: meta protocol says dim {value['dim']} but the features have {dim} columns"
         )
-    return dict(value)
+    return FeatureProtocol(
+        extractor=value["extractor"],
+        weights_sha256=value["weights_sha256"],
+        comparable=value["comparable"],
+        input_size=value["input_size"],
+        resize=value["resize"],
+        precision=value["precision"],
+        dim=value["dim"],
+    )
 
 
 def _string_list(value: object, where: str, key: str) -> list[str]:

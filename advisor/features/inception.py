@@ -11,25 +11,23 @@ features are taken before it).
 
 Weights are resolved in this order: an explicit path (``--extractor-weights``), then
 ``$ADVISOR_INCEPTION_WEIGHTS``, then advisor's cache, downloading into it if missing (the
-pytorch-fid GitHub release, then a Hugging Face Hub mirror), always verified against the pinned
-sha256. A local file with another hash is used with a warning: its FIDs are not comparable
-with published ones.
+pytorch-fid GitHub release, then a Hugging Face Hub mirror at a pinned commit) through
+:func:`advisor.download.fetch`, always verified against the pinned sha256. A local file with
+another hash is used with a warning: its FIDs are not comparable with published ones.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from advisor.cache import cache_dir
-from advisor.download import download_url, is_offline, sha256_file
+from advisor.download import HubFile, fetch, is_offline
 from advisor.errors import AdvisorError
 from advisor.features.base import (
     FeatureExtractor,
@@ -51,20 +49,18 @@ INCEPTION_URLS: tuple[str, ...] = (
 INCEPTION_WEIGHTS_ENV = "ADVISOR_INCEPTION_WEIGHTS"
 
 
-@dataclass(frozen=True)
-class HubFile:
-    """A file on the Hugging Face Hub, fetched with ``huggingface_hub.hf_hub_download``."""
-
-    repo_id: str
-    filename: str
-    revision: str
-
-
+#: The Hub mirror's commit. PLACEHOLDER: fill in the 40-hex commit of the mirror repo below
+#: from the Hub (``huggingface_hub.HfApi().model_info(repo).sha``) once the mirror has been
+#: checked to hold the published file; ``None`` leaves the mirror out (a branch can move, so
+#: only a commit is accepted).
+INCEPTION_HUB_COMMIT: str | None = None
 #: Hub mirrors, tried after the URLs. A mirror is a third-party copy: the pinned sha256 is what
 #: makes it trustworthy, so a wrong or changed mirror fails the check instead of loading.
-#: (This repo id has not been verified to exist; the revision is a branch, not a commit.)
-INCEPTION_HUB_MIRRORS: tuple[HubFile, ...] = (
-    HubFile(repo_id="mseitzer/pytorch-fid", filename=INCEPTION_FILENAME, revision="main"),
+#: (This repo id has not been verified to exist.)
+INCEPTION_HUB_MIRRORS: tuple[HubFile, ...] = tuple(
+    HubFile(repo="mseitzer/pytorch-fid", file=INCEPTION_FILENAME, revision=commit)
+    for commit in (INCEPTION_HUB_COMMIT,)
+    if commit is not None
 )
 
 _WAYS_OUT = (
@@ -312,46 +308,19 @@ def _cached_or_downloaded(*, offline: bool | None, progress: bool) -> WeightsFil
     if is_offline(offline):
         raise AdvisorError(f"offline and no cached FID Inception weights: {_WAYS_OUT}")
     failures = []
-    for url in INCEPTION_URLS:
+    for source in (*INCEPTION_URLS, *INCEPTION_HUB_MIRRORS):
         try:
-            download_url(url, dest, sha256=INCEPTION_SHA256, progress=progress, offline=offline)
+            fetch(
+                source,
+                dest,
+                sha256=INCEPTION_SHA256,
+                progress=progress,
+                offline=offline,
+                require_commit=True,
+            )
             return WeightsFile(path=dest, sha256=INCEPTION_SHA256, comparable=True)
         except AdvisorError as err:
             failures.append(str(err))
-    for mirror in INCEPTION_HUB_MIRRORS:
-        try:
-            _download_from_hub(mirror, dest, progress=progress)
-            return WeightsFile(path=dest, sha256=INCEPTION_SHA256, comparable=True)
-        except Exception as err:  # huggingface_hub raises many types (HTTP, offline, missing)
-            failures.append(f"hub {mirror.repo_id}: {type(err).__name__}: {err}".splitlines()[0])
     raise AdvisorError(
         f"could not download the FID Inception weights ({'; '.join(failures)}); {_WAYS_OUT}"
     )
-
-
-class _QuietTqdm(tqdm):
-    """A tqdm that never draws (``progress=False`` without touching global settings)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
-
-
-def _download_from_hub(mirror: HubFile, dest: Path, *, progress: bool) -> None:
-    """Fetch ``mirror`` into advisor's cache, verify the pinned sha256, move it to ``dest``."""
-    from huggingface_hub import hf_hub_download
-
-    got = Path(
-        hf_hub_download(
-            repo_id=mirror.repo_id,
-            filename=mirror.filename,
-            revision=mirror.revision,
-            local_dir=cache_dir("weights", "hub", mirror.repo_id.replace("/", "--")),
-            tqdm_class=None if progress else _QuietTqdm,
-        )
-    )
-    digest = sha256_file(got)
-    if digest != INCEPTION_SHA256:
-        got.unlink()
-        raise AdvisorError(f"sha256 mismatch (expected {INCEPTION_SHA256}, got {digest})")
-    os.replace(got, dest)

@@ -49,10 +49,13 @@ from advisor.checkpoints.format import (
     load_checkpoint,
     save_checkpoint,
 )
+from advisor.devices import fp32_math
 from advisor.errors import AdvisorError
+from advisor.features.base import FeatureProtocol
 from advisor.finetuning import convergence
 from advisor.finetuning.options import FinetuneOptions, resolve
 from advisor.finetuning.training import Distributed, Trainer, d_layers
+from advisor.metrics import MetricOptions
 from advisor.networks import Discriminator, Generator
 
 METRIC_SEED_BASE = 0
@@ -244,6 +247,33 @@ def load_target(target: str | os.PathLike[str], resolution: int) -> tuple[torch.
 
 
 # --------------------------------------------------------------------------- metrics
+@dataclass(frozen=True, kw_only=True)
+class EvalProtocol:
+    """What the numbers of one metrics line were measured under (its ``"protocol"``): the
+    extractor's protocol, ``samples`` G_ema images (seeds from :data:`METRIC_SEED_BASE`,
+    ``noise_mode``, ``truncation_psi``) against ``target_images`` target images, and the metric
+    options (k for precision/recall and density/coverage)."""
+
+    extractor: FeatureProtocol
+    samples: int
+    noise_mode: str
+    truncation_psi: float
+    target_images: int
+    metrics: MetricOptions
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``protocol`` object of a ``metrics.jsonl`` line."""
+        return {
+            "extractor": self.extractor.to_dict(),
+            "samples": self.samples,
+            "noise_mode": self.noise_mode,
+            "truncation_psi": self.truncation_psi,
+            "target_images": self.target_images,
+            "k_pr": self.metrics.k_pr,
+            "k_dc": self.metrics.k_dc,
+        }
+
+
 class Evaluator:
     """Metrics of G_ema samples (fixed seeds) against the target's cached features."""
 
@@ -254,41 +284,42 @@ class Evaluator:
         device: torch.device,
         dist: Distributed,
     ) -> None:
-        from advisor.features import get_extractor
+        from advisor.features.extract import SharedExtractor
         from advisor.features.pipeline import FeatureOptions, compute_features
 
         feature_options = FeatureOptions(
             extractor=options.extractor, device=str(device), progress=False
         )
-        self.target = compute_features(target, options=feature_options)
-        self.extractor = get_extractor(options.extractor, device=device, progress=False)
+        # One extractor for the target's features and the samples'.
+        shared = SharedExtractor(options.extractor, progress=False)
+        self.target = compute_features(target, options=feature_options, extractor=shared)
+        self.extractor = shared.on(device)
         self.options, self.device, self.dist = options, device, dist
         self.seeds = list(range(METRIC_SEED_BASE, METRIC_SEED_BASE + options.metric_samples))
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        protocol = self.extractor.protocol
-        data = protocol.to_dict() if hasattr(protocol, "to_dict") else dict(protocol)
-        return {
-            "extractor": data,
-            "samples": len(self.seeds),
-            "noise_mode": "random",
-            "truncation_psi": 1.0,
-            "target_images": int(len(self.target.features)),
-            "k_pr": 3,
-            "k_dc": 5,
-        }
+        self.protocol = EvalProtocol(
+            extractor=self.extractor.protocol,
+            samples=len(self.seeds),
+            noise_mode="random",
+            truncation_psi=1.0,
+            target_images=len(self.target),
+            metrics=MetricOptions(bootstrap=0, kid_subset_size=1000),
+        )
 
     def __call__(self, G_ema: Generator) -> dict[str, float]:  # noqa: N803
-        from advisor.metrics import MetricOptions, compare_features
+        from advisor.metrics import compare_features
         from advisor.sampling import sample
 
         w = self.dist.world_size
         mine = self.seeds[self.dist.rank :: w]
-        rows = [
-            self.extractor(b)
-            for b in sample(G_ema, mine, batch_size=32, noise_mode="random", device=self.device)
-        ]
+        batches = sample(
+            G_ema,
+            mine,
+            batch_size=32,
+            truncation_psi=self.protocol.truncation_psi,
+            noise_mode=self.protocol.noise_mode,
+            device=self.device,
+        )
+        rows = [self.extractor(b) for b in batches]
         feats = torch.cat(rows).cpu()
         if self.dist.active:
             feats = _gather_interleaved(feats, len(self.seeds), w)
@@ -297,7 +328,7 @@ class Evaluator:
         report = compare_features(
             self.target.features,
             feats.numpy(),
-            options=MetricOptions(bootstrap=0, kid_subset_size=1000),
+            options=self.protocol.metrics,
         )
         return {
             name: float(getattr(report, name).value)
@@ -525,7 +556,7 @@ def train(
             "nimg": trainer.nimg,
             "wall_s": round(wall_offset + time.perf_counter() - start, 3),
             "metrics": values,
-            "protocol": evaluator.protocol,
+            "protocol": evaluator.protocol.to_dict(),
             "snapshot": None,
         }
         metrics.append(record)
@@ -578,7 +609,8 @@ def train(
             )
         _barrier(trainer.dist)
 
-    with _StopFlag() as stop:
+    # fp32 means fp32 (no TF32 on GPUs), as NVlabs trains by default; bf16 is --precision bf16.
+    with _StopFlag() as stop, fp32_math():
         while trainer.nimg < total:
             t0 = time.perf_counter()
             reals = data.batch(trainer.nimg + trainer.dist.rank * per_rank, per_rank)

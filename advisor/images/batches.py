@@ -84,6 +84,9 @@ def iter_batches(
         _record_skip(report, skip, strict)
     if workers is None:
         workers = 0 if len(image_set) < _IN_PROCESS_BELOW else _default_workers()
+    # Never more processes than images, nor than 4 per usable core: a typo like 100000 must not
+    # try to start 100000 processes.
+    workers = min(workers, len(image_set), 4 * _usable_cpus())
     images: list[np.ndarray] = []
     indices: list[int] = []
     shape: tuple[int, ...] | None = None
@@ -204,9 +207,12 @@ def _init_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _default_workers() -> int:
+def _usable_cpus() -> int:
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_workers() -> int:
+    return max(1, min(_usable_cpus(), 4))

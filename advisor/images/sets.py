@@ -103,13 +103,13 @@ class ImageSet:
         """Entry ``i`` in pieces of at most 1 MiB."""
         if self._zip_path is None:
             return _file_chunks(self._paths[i], _HASH_CHUNK)
-        return zips.iter_member(self._archive(), self._zip_members[i])
+        return _image_member(zips.iter_member(self._archive(), self._zip_members[i]))
 
     def read_bytes(self, i: int) -> bytes:
         """Raw bytes of entry ``i``; raises ``OSError`` or ``zips.ZipMemberError`` on failure."""
         if self._zip_path is None:
             return b"".join(_file_chunks(self._paths[i], None))
-        return zips.read_member(self._archive(), self._zip_members[i])
+        return b"".join(_image_member(zips.iter_member(self._archive(), self._zip_members[i])))
 
     def content_hash(self) -> str:
         """sha256 hex over the bytes of all entries, in order, independent of names.
@@ -265,6 +265,48 @@ def _file_problem(path: str) -> str | None:
     if not os.access(path, os.R_OK, effective_ids=os.access in os.supports_effective_ids):
         return "unreadable: permission denied"
     return None
+
+
+#: Leading bytes of every format advisor reads (PNG, JPEG, GIF, BMP, TIFF, WebP).
+_IMAGE_SIGNATURES: tuple[bytes, ...] = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
+
+
+def looks_like_image(head: bytes) -> bool:
+    """True when ``head`` (a file's first bytes) starts like a format advisor decodes."""
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return True
+    return head.startswith(_IMAGE_SIGNATURES)
+
+
+def _image_member(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A zip member's chunks, refused after its first chunk unless it starts like an image.
+
+    Inflating costs time in proportion to the declared size (up to deflate's 1032:1), so a
+    member that cannot be an image must not be inflated past its first megabyte: an archive of
+    zero-filled members named ``.png`` would otherwise cost seconds per megabyte of zip.
+    """
+    head = b""
+    for chunk in chunks:
+        if head is not None:
+            head += chunk
+            if len(head) < 12 and chunk:
+                continue
+            if not looks_like_image(head):
+                raise zips.ZipMemberError("not an image")
+            chunk, head = head, None
+        yield chunk
+    if head is not None and head and not looks_like_image(head):
+        raise zips.ZipMemberError("not an image")
+    if head:
+        yield head
 
 
 def _file_chunks(path: str, chunk: int | None) -> Iterator[bytes]:

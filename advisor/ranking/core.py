@@ -12,16 +12,17 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from advisor.checkpoints.registry import Registry, load_registry
 from advisor.errors import AdvisorError
 from advisor.features.extract import SharedExtractor
 from advisor.features.files import FeatureSet, is_feature_file, load_features
 from advisor.features.pipeline import FeatureOptions, compute_features
-from advisor.features.samples import SAMPLER_VERSION, SampleFeatureStore, seeds_text
+from advisor.features.samples import seeds_text
+from advisor.features.store import SampleFeatureStore
 from advisor.images import ImageSet, open_image_set
 from advisor.metrics import MetricOptions
+from advisor.progress import Progress, default_progress, progress_task
 from advisor.ranking.options import Metric, RankOptions, Setting, SourceData, default_samples
 from advisor.ranking.result import Ranking, RankProtocol, RankRow, TargetInfo
 from advisor.ranking.score import (
@@ -35,6 +36,7 @@ from advisor.ranking.score import (
 from advisor.ranking.select import Candidate, select, target_size
 from advisor.ranking.spread import default_devices, run_spread
 from advisor.ranking.ties import decide_pair, order, tie_groups
+from advisor.sampling import SAMPLER_VERSION
 
 
 def rank(
@@ -59,6 +61,7 @@ def rank(
     cache: bool = True,
     offline: bool | None = None,
     progress: bool = True,
+    on_progress: Progress | None = None,
 ) -> Ranking:
     """Rank checkpoints (and source datasets) for fine-tuning on ``target``.
 
@@ -77,6 +80,8 @@ def rank(
         device: one device for everything; ``devices``: one worker per device (default: every
             visible CUDA device, else the CPU).
         metrics: k, bootstrap resamples, confidence (also the tie confidence), seed.
+        progress: show download and progress bars; ``on_progress``: report progress to this
+            callback instead of bars (see :mod:`advisor.progress`).
 
     Returns a :class:`Ranking` (rows best first). Sources that cannot be used are listed in
     ``skipped`` with one-line reasons. Raises :class:`AdvisorError` (one line) for bad options,
@@ -105,13 +110,23 @@ def rank(
         progress=progress,
     )
     registry = registry if registry is not None else load_registry(list(registry_files))
-    return rank_with(target, registry=registry, options=options)
+    return rank_with(target, registry=registry, options=options, on_progress=on_progress)
 
 
 def rank_with(
-    target: str | os.PathLike[str], *, registry: Registry, options: RankOptions
+    target: str | os.PathLike[str],
+    *,
+    registry: Registry,
+    options: RankOptions,
+    on_progress: Progress | None = None,
 ) -> Ranking:
-    """:func:`rank` with its options already made (the CLI and services call this)."""
+    """:func:`rank` with its options already made (the CLI and services call this).
+
+    ``on_progress``: receives the target's feature extraction and each checkpoint's
+    ``NAME sample+features`` task; None: tqdm bars when ``options.progress``.
+    """
+    if on_progress is None:
+        on_progress = default_progress(options.progress)
     target = str(target)
     if not os.path.exists(target):
         raise AdvisorError(f"no such target folder or file: {target}")
@@ -148,13 +163,15 @@ def rank_with(
     def features_of(source: str | ImageSet) -> FeatureSet:
         if isinstance(source, str) and is_feature_file(source):
             loaded = load_features(source)
-            if loaded.protocol and loaded.protocol != shared.protocol.to_dict():
+            if loaded.protocol is not None and loaded.protocol.differences(shared.protocol):
                 raise AdvisorError(
                     f"{source} was made with another extractor protocol than this ranking's "
                     f"({options.extractor}, {options.precision})"
                 )
             return loaded
-        return compute_features(source, options=feature_options, extractor=shared)
+        return compute_features(
+            source, options=feature_options, extractor=shared, on_progress=on_progress
+        )
 
     target_set = features_of(image_set if image_set is not None else target)
     k = max(options.metrics.k_pr, options.metrics.k_dc)
@@ -181,7 +198,7 @@ def rank_with(
     results = run_spread(
         jobs,
         devices,
-        _worker(ctx),
+        _worker(ctx, on_progress),
         costs=[float((getattr(j, "resolution", None) or 256) ** 2) for j in jobs],
     )
     scored = [r for r in results if isinstance(r, Scored)]
@@ -197,8 +214,8 @@ def rank_with(
         noise_mode=options.noise_mode,
         truncation_psi=float(options.truncation_psi),
         sampler_version=SAMPLER_VERSION,
-        extractor=shared.protocol.to_dict(),
-        metrics=options.metrics.to_dict(),
+        extractor=shared.protocol,
+        metrics=options.metrics,
         devices=devices,
     )
     info = TargetInfo(
@@ -214,19 +231,15 @@ def rank_with(
     return Ranking(target=info, protocol=protocol, selection=selection, rows=rows, skipped=skipped)
 
 
-def _worker(ctx: ScoreContext) -> Callable[[Candidate | SourceData, str], Scored | Skip]:
+def _worker(
+    ctx: ScoreContext, on_progress: Progress | None
+) -> Callable[[Candidate | SourceData, str], Scored | Skip]:
     def work(job: Candidate | SourceData, device: str) -> Scored | Skip:
         if isinstance(job, SourceData):
             return score_source(job.name, job.path, ctx, device)
-        bar = tqdm(
-            total=len(ctx.seeds),
-            unit="img",
-            desc=f"{job.name} sample+features",
-            disable=not ctx.options.progress,
-            leave=False,
-        )
-        with bar:
-            return score_generator(job, ctx, device, on_batch=bar.update)
+        task = f"{job.name} sample+features"
+        with progress_task(on_progress, task, total=len(ctx.seeds)) as advance:
+            return score_generator(job, ctx, device, on_batch=advance)
 
     return work
 

@@ -92,7 +92,7 @@ def bar_chart(ranking: Ranking) -> bytes:
         ax.set_xticks(x, names, rotation=30, ha="right")
         direction = "lower is better" if ranking.protocol.lower_is_better else "higher is better"
         ax.set_ylabel(f"{by} ({direction})")
-        ax.set_title(f"{by} with {ranking.protocol.metrics.get('confidence')} intervals")
+        ax.set_title(f"{by} with {ranking.protocol.metrics.confidence} intervals")
 
     return _figure_png(draw)
 
@@ -206,7 +206,7 @@ img{{image-rendering:pixelated}}.pair{{display:flex;gap:2em}}figure{{margin:.5em
 <p>{e(recommendation(ranking))}</p>
 <table><tr><th>#</th><th>checkpoint</th>{head}<th>setting</th><th>tied with</th></tr>
 {"".join(body)}</table>
-<p>Intervals: {e(str(ranking.protocol.metrics.get("confidence")))} bootstrap;
+<p>Intervals: {e(str(ranking.protocol.metrics.confidence))} bootstrap;
 {ranking.protocol.n_samples} samples per checkpoint against {ranking.target.n_images} target
 images.</p>
 {f"<h2>Skipped</h2><ul>{skipped}</ul>" if skipped else ""}

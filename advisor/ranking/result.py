@@ -1,7 +1,8 @@
 """The result of a ranking: rows best first, what was skipped, and the protocol, as data.
 
 :class:`Ranking` is what :func:`advisor.ranking.rank` returns and what every output (terminal
-table, JSON, CSV, HTML report) is made from. ``to_dict`` is the JSON schema::
+table in :mod:`advisor.cli.rank`, JSON, CSV, HTML report) is made from. ``to_dict`` is the JSON
+schema::
 
     {"target": {...}, "protocol": {...}, "selection": {...},
      "rows": [{"checkpoint", "rank", "setting", "recall": {"value", "low", "high"}, "precision",
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from advisor.metrics import Estimate, MetricReport
-from advisor.ranking.options import LOWER_IS_BETTER
+from advisor.features.base import FeatureProtocol
+from advisor.metrics import Estimate, MetricOptions, MetricReport
+from advisor.ranking.options import LOWER_IS_BETTER, Metric, Setting
 from advisor.ranking.score import Skip, Timings
 from advisor.ranking.select import Selection
 
@@ -52,15 +54,15 @@ class TargetInfo:
 class RankProtocol:
     """Everything that makes the numbers of one ranking what they are."""
 
-    by: str
-    setting: str
+    by: Metric
+    setting: Setting
     n_samples: int
     seeds: str
     noise_mode: str
     truncation_psi: float
     sampler_version: str
-    extractor: dict[str, object]
-    metrics: dict[str, object]
+    extractor: FeatureProtocol
+    metrics: MetricOptions
     devices: tuple[str, ...]
 
     @property
@@ -77,8 +79,8 @@ class RankProtocol:
             "noise_mode": self.noise_mode,
             "truncation_psi": self.truncation_psi,
             "sampler_version": self.sampler_version,
-            "extractor": self.extractor,
-            "metrics": self.metrics,
+            "extractor": self.extractor.to_dict(),
+            "metrics": self.metrics.to_dict(),
             "tie_rule": "paired bootstrap of neighbours over shared resamples at the confidence",
             "devices": list(self.devices),
         }
@@ -167,10 +169,6 @@ class Ranking:
             writer.writerow(line)
         return buffer.getvalue()
 
-    def format_text(self) -> str:
-        """The terminal table, the skipped list and the recommendation."""
-        return format_table(self)
-
 
 def _blank(value: object) -> object:
     return "" if value is None else value
@@ -182,48 +180,6 @@ def format_estimate(est: Estimate, metric: str) -> str:
     if est.low is not None and est.high is not None:
         text += f" [{est.low:.{digits}f}, {est.high:.{digits}f}]"
     return text
-
-
-def format_table(ranking: Ranking) -> str:
-    by = ranking.protocol.by
-    metrics = [by, *[m for m in SHOWN_METRICS if m != by]]
-    groups = _group_marks(ranking.rows)
-    header = ["#", "checkpoint", *metrics, "setting", "tie"]
-    lines = [header]
-    for row, mark in zip(ranking.rows, groups, strict=True):
-        lines.append(
-            [str(row.rank), row.checkpoint]
-            + [format_estimate(row.estimate(m), m) for m in metrics]
-            + [row.setting, mark]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-            for line in lines]  # fmt: skip
-    confidence = ranking.protocol.metrics.get("confidence")
-    text.append(
-        f"ranked by {by} ({'lower' if ranking.protocol.lower_is_better else 'higher'} is "
-        f"better); [low, high] = {confidence} bootstrap interval; rows sharing a tie letter "
-        "cannot be told apart at that confidence"
-    )
-    for skip in ranking.skipped:
-        text.append(f"skipped {skip.name} ({skip.setting}): {skip.reason}")
-    text.append("")
-    text.append(recommendation(ranking))
-    return "\n".join(text)
-
-
-def _group_marks(rows: tuple[RankRow, ...]) -> list[str]:
-    """A letter per tied group (``a``, ``b``, ...), blank for rows tied with nobody."""
-    marks, letters, seen = [], iter("abcdefghijklmnopqrstuvwxyz"), {}
-    for row in rows:
-        if not row.tied_with:
-            marks.append("")
-            continue
-        group = frozenset((row.checkpoint, *row.tied_with))
-        if group not in seen:
-            seen[group] = next(letters, "*")
-        marks.append(seen[group])
-    return marks
 
 
 def recommendation(ranking: Ranking) -> str:
@@ -249,7 +205,7 @@ def recommendation(ranking: Ranking) -> str:
         tied = ", ".join(best.tied_with)
         margin = abs(est.value - ranking.rows[1].estimate(by).value)
         text += (
-            f", but it is tied with {tied} at the {ranking.protocol.metrics.get('confidence')} "
+            f", but it is tied with {tied} at the {ranking.protocol.metrics.confidence} "
             f"confidence (margin {margin:.3g}); any of them is a sound start"
         )
         if best.samples_to_separate is not None:
@@ -263,7 +219,7 @@ def recommendation(ranking: Ranking) -> str:
         margin = abs(est.value - second.estimate(by).value)
         text += (
             f", ahead of {second.checkpoint} by {margin:.3g}, a margin the paired bootstrap "
-            f"separates at the {ranking.protocol.metrics.get('confidence')} confidence."
+            f"separates at the {ranking.protocol.metrics.confidence} confidence."
         )
     if by == "recall":
         text += (

@@ -27,8 +27,9 @@ from advisor.checkpoints.importers import read_checkpoint
 from advisor.errors import AdvisorError, one_line
 from advisor.features.extract import SharedExtractor
 from advisor.features.files import FeatureSet
-from advisor.features.samples import SampleFeatureStore, SampleKey, checkpoint_sha256
+from advisor.features.samples import checkpoint_sha256
 from advisor.features.samples import sample_features as _sample_features
+from advisor.features.store import SampleFeatureStore, SampleKey
 from advisor.metrics import MetricOptions, MetricReport, compare_features, frechet, mmd
 from advisor.metrics.inputs import as_pair
 from advisor.metrics.manifold import manifold_indicators

@@ -8,24 +8,30 @@ error through the main group.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from advisor.cli.options import (
+    batch_size_option,
+    device_option,
+    echo_json,
+    offline_option,
+    precision_option,
+    quiet_option,
+    registry_option,
+    seed_option,
+    workers_option,
+)
+from advisor.progress import TqdmProgress
 from advisor.ranking.options import RANK_METRICS, SETTINGS
+from advisor.ranking.result import SHOWN_METRICS, Ranking, RankRow, format_estimate, recommendation
 from advisor.sampling import MAX_BATCH_SIZE
 
 
 @click.command("rank")
 @click.argument("target")
-@click.option(
-    "--registry",
-    "registries",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Extra registry TOML file (repeatable; after $ADVISOR_REGISTRY).",
-)
+@registry_option("Extra registry TOML file (repeatable; after $ADVISOR_REGISTRY).")
 @click.option(
     "--checkpoint",
     "checkpoints",
@@ -73,21 +79,15 @@ from advisor.sampling import MAX_BATCH_SIZE
     default=None,
     help="Local weights file for the extractor.",
 )
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
-@click.option(
-    "--device",
-    "devices",
+@precision_option(default="fp32")
+@device_option(
+    default=None,
     multiple=True,
     help="cpu, cuda, cuda:N or auto; repeat to spread checkpoints over devices. "
     "[default: every visible GPU, else cpu]",
 )
-@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Image decoding processes for the target (0 = in this process).",
-)
+@batch_size_option(default=32, maximum=MAX_BATCH_SIZE)
+@workers_option("Image decoding processes for the target (0 = in this process).")
 @click.option("--k-pr", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--k-dc", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
@@ -104,11 +104,9 @@ from advisor.sampling import MAX_BATCH_SIZE
     show_default=True,
     help="Confidence of intervals and tie decisions.",
 )
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of KID subsets and the bootstrap."
-)
+@seed_option("Seed of KID subsets and the bootstrap.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write feature caches.")
-@click.option("--offline", is_flag=True, default=None, help="Never touch the network.")
+@offline_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV.")
 @click.option(
@@ -118,7 +116,7 @@ from advisor.sampling import MAX_BATCH_SIZE
     default=None,
     help="Write a report folder: rank.json, index.html, plots, sample grids.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@quiet_option("No progress bars.")
 def rank_command(
     target: str,
     registries: tuple[str, ...],
@@ -186,12 +184,13 @@ def rank_command(
         offline=offline,
         progress=not quiet and sys.stderr.isatty(),
     )
+    on_progress = TqdmProgress(enabled=options.progress)
     if out_dir is not None:
         from advisor.cache import check_destination
 
         check_destination(f"{out_dir}/index.html", overwrite=True)
     registry = load_registry(list(registries))
-    ranking = rank_with(target, registry=registry, options=options)
+    ranking = rank_with(target, registry=registry, options=options, on_progress=on_progress)
     if out_dir is not None:
         from advisor.ranking.core import target_preview
         from advisor.ranking.report import write_report
@@ -200,8 +199,67 @@ def rank_command(
         if not (as_json or as_csv or quiet):
             click.echo(f"report: {index}", err=True)
     if as_json:
-        click.echo(json.dumps(ranking.to_dict(), indent=2, allow_nan=False))
+        echo_json(ranking.to_dict(), allow_nan=False)
     elif as_csv:
         click.echo(ranking.to_csv(), nl=False)
     else:
-        click.echo(ranking.format_text())
+        click.echo(format_ranking(ranking))
+
+
+def format_ranking(ranking: Ranking) -> str:
+    """The terminal table, the skipped list, the recommendation and each distinct note once."""
+    by = ranking.protocol.by
+    metrics = [by, *[m for m in SHOWN_METRICS if m != by]]
+    groups = _group_marks(ranking.rows)
+    header = ["#", "checkpoint", *metrics, "setting", "tie"]
+    lines = [header]
+    for row, mark in zip(ranking.rows, groups, strict=True):
+        lines.append(
+            [str(row.rank), row.checkpoint]
+            + [format_estimate(row.estimate(m), m) for m in metrics]
+            + [row.setting, mark]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines]  # fmt: skip
+    confidence = ranking.protocol.metrics.confidence
+    text.append(
+        f"ranked by {by} ({'lower' if ranking.protocol.lower_is_better else 'higher'} is "
+        f"better); [low, high] = {confidence} bootstrap interval; rows sharing a tie letter "
+        "cannot be told apart at that confidence"
+    )
+    for skip in ranking.skipped:
+        text.append(f"skipped {skip.name} ({skip.setting}): {skip.reason}")
+    text.append("")
+    text.append(recommendation(ranking))
+    notes = _notes(ranking.rows)
+    if notes:
+        text.append("")
+        text.extend(notes)
+    return "\n".join(text)
+
+
+def _notes(rows: tuple[RankRow, ...]) -> list[str]:
+    """``note: TEXT`` per distinct row note, naming the rows it concerns unless it is all."""
+    where: dict[str, list[str]] = {}
+    for row in rows:
+        for note in row.report.notes:
+            where.setdefault(note, []).append(row.checkpoint)
+    return [
+        f"note: {note}" if len(names) == len(rows) else f"note: {note} ({', '.join(names)})"
+        for note, names in where.items()
+    ]
+
+
+def _group_marks(rows: tuple[RankRow, ...]) -> list[str]:
+    """A letter per tied group (``a``, ``b``, ...), blank for rows tied with nobody."""
+    marks, letters, seen = [], iter("abcdefghijklmnopqrstuvwxyz"), {}
+    for row in rows:
+        if not row.tied_with:
+            marks.append("")
+            continue
+        group = frozenset((row.checkpoint, *row.tied_with))
+        if group not in seen:
+            seen[group] = next(letters, "*")
+        marks.append(seen[group])
+    return marks

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from advisor.cli.options import (
+    device_option,
+    json_option,
+    offline_option,
+    precision_option,
+    quiet_option,
+    registry_option,
+    seed_option,
+)
 from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:
+    from advisor.finetuning.options import Augment, Init, Precision
 
 
 def _best_of_rank_report(path: str) -> str:
@@ -107,8 +119,8 @@ def _echo(event: dict[str, Any]) -> None:
     default=None,
     help="ADA speed (auto: 100 from a pretrained D, else 500).",
 )
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@precision_option(default="fp32")
+@seed_option()
 @click.option("--tick-kimg", type=float, default=1.0, show_default=True)
 @click.option(
     "--metric-every",
@@ -134,30 +146,60 @@ def _echo(event: dict[str, Any]) -> None:
 )
 @click.option("--snapshot-every", type=float, default=10.0, show_default=True)
 @click.option("--keep-snapshots", type=int, default=3, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False))
-@click.option("--offline", is_flag=True, default=None)
-@click.option("-q", "--quiet", is_flag=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@device_option(default="auto", help="cpu, cuda, cuda:N, auto.")
+@registry_option("Extra registry TOML file (repeatable; after $ADVISOR_REGISTRY).")
+@offline_option()
+@quiet_option("No progress lines.")
+@json_option("Print the summary as JSON.")
 def finetune_command(
     checkpoint: str | None,
     target: str | None,
     run_dir: str | None,
     resume_dir: str | None,
     from_rank: str | None,
-    **kw: Any,
+    g_init: Init,
+    d_init: Init,
+    kimg: float | None,
+    batch: int | None,
+    lr: float | None,
+    r1_gamma: float | None,
+    pl_weight: float,
+    style_mixing: float,
+    ema_kimg: float | None,
+    mirror: bool,
+    freeze_d: int,
+    aug: Augment,
+    aug_p: float,
+    ada_target: float,
+    ada_kimg: float | None,
+    precision: Precision,
+    seed: int,
+    tick_kimg: float,
+    metric_every: float,
+    metric_samples: int,
+    metric: str,
+    extractor: str,
+    plateau_delta: float,
+    plateau_window: int,
+    stop_at_plateau: bool,
+    stop_if_worse: int | None,
+    snapshot_every: float,
+    keep_snapshots: int,
+    device: str,
+    registries: tuple[str, ...],
+    offline: bool | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Fine-tune CHECKPOINT (registry name or file) on TARGET images into --run-dir."""
     from advisor.finetuning.options import FinetuneOptions
     from advisor.finetuning.run import resume_finetune, run_finetune
 
-    progress = None if kw["quiet"] else _echo
+    progress = None if quiet else _echo
     if resume_dir is not None:
         if checkpoint or target or run_dir or from_rank:
             raise click.UsageError("--resume takes only the run folder (and --kimg, --device)")
-        result = resume_finetune(
-            resume_dir, kimg=kw["kimg"], device=kw["device"], progress=progress
-        )
+        result = resume_finetune(resume_dir, kimg=kimg, device=device, progress=progress)
     else:
         if from_rank is not None:
             if target is None and checkpoint is not None:
@@ -171,48 +213,47 @@ def finetune_command(
             raise click.UsageError("give --run-dir for a new run")
         if not Path(target).exists():
             raise click.UsageError(f"no such file or folder: {target}")
-        metric_every = kw["metric_every"] or None
         options = FinetuneOptions(
-            g_init=kw["g_init"],
-            d_init=kw["d_init"],
-            kimg=kw["kimg"] if kw["kimg"] is not None else 50.0,
-            batch=kw["batch"],
-            lr=kw["lr"],
-            r1_gamma=kw["r1_gamma"],
-            pl_weight=kw["pl_weight"],
-            style_mixing=kw["style_mixing"],
-            ema_kimg=kw["ema_kimg"],
-            mirror=kw["mirror"],
-            freeze_d=kw["freeze_d"],
-            aug=kw["aug"],
-            aug_p=kw["aug_p"],
-            ada_target=kw["ada_target"],
-            ada_kimg=kw["ada_kimg"],
-            precision=kw["precision"],
-            seed=kw["seed"],
-            tick_kimg=kw["tick_kimg"],
-            metric_every=metric_every,
-            metric_samples=kw["metric_samples"],
-            metric=kw["metric"],
-            extractor=kw["extractor"],
-            plateau_delta=kw["plateau_delta"],
-            plateau_window=kw["plateau_window"],
-            stop_at_plateau=kw["stop_at_plateau"],
-            stop_if_worse=kw["stop_if_worse"],
-            snapshot_every=kw["snapshot_every"],
-            keep_snapshots=kw["keep_snapshots"],
+            g_init=g_init,
+            d_init=d_init,
+            kimg=kimg if kimg is not None else 50.0,
+            batch=batch,
+            lr=lr,
+            r1_gamma=r1_gamma,
+            pl_weight=pl_weight,
+            style_mixing=style_mixing,
+            ema_kimg=ema_kimg,
+            mirror=mirror,
+            freeze_d=freeze_d,
+            aug=aug,
+            aug_p=aug_p,
+            ada_target=ada_target,
+            ada_kimg=ada_kimg,
+            precision=precision,
+            seed=seed,
+            tick_kimg=tick_kimg,
+            metric_every=metric_every or None,
+            metric_samples=metric_samples,
+            metric=metric,
+            extractor=extractor,
+            plateau_delta=plateau_delta,
+            plateau_window=plateau_window,
+            stop_at_plateau=stop_at_plateau,
+            stop_if_worse=stop_if_worse,
+            snapshot_every=snapshot_every,
+            keep_snapshots=keep_snapshots,
         )
         result = run_finetune(
             checkpoint,
             target,
             run_dir=run_dir,
             options=options,
-            device=kw["device"],
-            registry_files=kw["registries"],
-            offline=kw["offline"],
+            device=device,
+            registry_files=registries,
+            offline=offline,
             progress=progress,
         )
-    if kw["as_json"]:
+    if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.summary}, indent=2))
         return
     s = result.summary

@@ -1,84 +1,48 @@
 """``advisor checkpoints ...`` and ``advisor generate``: thin click commands.
 
 ``checkpoints_group`` (list, show, pull, import, verify) and ``generate_command`` are added to the
-main ``advisor`` group by :mod:`advisor.cli`. Each parses, calls one library function and prints
-(``--json`` for pipelines); :class:`AdvisorError` and bad arguments become one-line
-``click.ClickException``s. Cheap checks (names, paths, seed syntax and count, a finite
-truncation, existing outputs) run before anything is downloaded or loaded.
+main ``advisor`` group by :mod:`advisor.cli`, whose error mapping makes :class:`AdvisorError`
+one line. Each parses, calls one library function and prints (``--json`` for pipelines). Cheap
+checks (names, paths, seed syntax and count, a finite truncation, existing outputs) run before
+anything is downloaded or loaded.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
 from advisor.checkpoints.fetch import pull, status, verify
-from advisor.checkpoints.format import OutputExists
 from advisor.checkpoints.registry import Registry, load_registry
-from advisor.errors import AdvisorError, one_line
+from advisor.cli.options import (
+    batch_size_option,
+    device_option,
+    echo_json,
+    json_option,
+    offline_option,
+    overwrite_option,
+    registry_option,
+)
+from advisor.errors import AdvisorError
 from advisor.sampling import MAX_BATCH_SIZE
 
-
-class _OneLineErrors:
-    """Mixin: advisor's errors and bad values become one-line click errors, never tracebacks.
-
-    An existing output (:class:`OutputExists`, whose library message names the keyword
-    ``overwrite=True``) is reported with the flag these commands take: ``--overwrite``.
-    """
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)  # type: ignore[misc]
-        except OutputExists as err:
-            raise click.ClickException(
-                one_line(f"{err.path} already exists; pass --overwrite to replace it")
-            ) from None
-        except AdvisorError as err:
-            raise click.ClickException(one_line(str(err))) from None
-
-
-class _Group(_OneLineErrors, click.Group):
-    pass
-
-
-class _Command(_OneLineErrors, click.Command):
-    pass
-
-
-def _registry_option(func: Any) -> Any:
-    return click.option(
-        "--registry",
-        "registries",
-        multiple=True,
-        type=click.Path(dir_okay=False),
-        help="Extra registry TOML file (repeatable; after $ADVISOR_REGISTRY, later wins).",
-    )(func)
-
-
-def _json_option(func: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+_REGISTRY_HELP = "Extra registry TOML file (repeatable; after $ADVISOR_REGISTRY, later wins)."
 
 
 def _registry(registries: tuple[str, ...]) -> Registry:
     return load_registry(list(registries))
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
-@click.group("checkpoints", cls=_Group)
+@click.group("checkpoints")
 def checkpoints_group() -> None:
     """List, fetch, verify and import pretrained checkpoints."""
 
 
-@checkpoints_group.command("list", cls=_Command)
-@_registry_option
-@_json_option
+@checkpoints_group.command("list")
+@registry_option(_REGISTRY_HELP)
+@json_option()
 def list_command(registries: tuple[str, ...], as_json: bool) -> None:
     """List registry checkpoints and whether they are cached (no network)."""
     rows = []
@@ -97,7 +61,7 @@ def list_command(registries: tuple[str, ...], as_json: bool) -> None:
             }
         )
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
         click.echo("no checkpoints in the registry")
@@ -113,10 +77,10 @@ def list_command(registries: tuple[str, ...], as_json: bool) -> None:
         )
 
 
-@checkpoints_group.command("show", cls=_Command)
+@checkpoints_group.command("show")
 @click.argument("name")
-@_registry_option
-@_json_option
+@registry_option(_REGISTRY_HELP)
+@json_option()
 def show_command(name: str, registries: tuple[str, ...], as_json: bool) -> None:
     """Show one registry record and its cache status (no network)."""
     record = _registry(registries).get(name)
@@ -128,18 +92,18 @@ def show_command(name: str, registries: tuple[str, ...], as_json: bool) -> None:
         "sha256_known": st.sha256,
     }
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     for key, value in data.items():
         if value not in (None, ""):
             click.echo(f"{key}: {value}")
 
 
-@checkpoints_group.command("pull", cls=_Command)
+@checkpoints_group.command("pull")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--offline", is_flag=True, default=None, help="Use only cached files.")
-@_registry_option
-@_json_option
+@offline_option("Use only cached files.")
+@registry_option(_REGISTRY_HELP)
+@json_option()
 def pull_command(
     names: tuple[str, ...], offline: bool | None, registries: tuple[str, ...], as_json: bool
 ) -> None:
@@ -156,10 +120,10 @@ def pull_command(
             note = "" if st.hash_status == "pinned" else " (unverified: hash recorded locally)"
             click.echo(f"{record.name}: {path}{note}")
     if as_json:
-        _echo_json(out)
+        echo_json(out)
 
 
-@checkpoints_group.command("import", cls=_Command)
+@checkpoints_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--out", required=True, help="Output NAME or DIR/NAME: writes NAME.safetensors + NAME.json."
@@ -171,8 +135,8 @@ def pull_command(
 @click.option(
     "--allow-missing", is_flag=True, help="Import even if parameters are missing (kept at init)."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint at --out.")
-@_json_option
+@overwrite_option("Replace an existing checkpoint at --out.")
+@json_option()
 def import_command(
     file: str,
     out: str,
@@ -205,7 +169,7 @@ def import_command(
         description=description,
     )
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
         return
     click.echo(f"{report.source.name} ({report.format}) -> {report.output}")
     for net in report.networks:
@@ -220,17 +184,17 @@ def import_command(
         click.echo(f"  note: {note}")
 
 
-@checkpoints_group.command("verify", cls=_Command)
+@checkpoints_group.command("verify")
 @click.argument("names", nargs=-1)
-@_registry_option
-@_json_option
+@registry_option(_REGISTRY_HELP)
+@json_option()
 def verify_command(names: tuple[str, ...], registries: tuple[str, ...], as_json: bool) -> None:
     """Re-hash cached checkpoint files (all, or NAMES); a mismatching cache file is deleted."""
     registry = _registry(registries)
     records = [registry.get(n) for n in names] if names else list(registry)
     results = [verify(r) for r in records]
     if as_json:
-        _echo_json([{**vars(r), "path": str(r.path)} for r in results])
+        echo_json([{**vars(r), "path": str(r.path)} for r in results])
     else:
         for r in results:
             detail = {
@@ -245,7 +209,7 @@ def verify_command(names: tuple[str, ...], registries: tuple[str, ...], as_json:
         raise click.ClickException(f"hash mismatch: {', '.join(bad)}")
 
 
-@click.command("generate", cls=_Command)
+@click.command("generate")
 @click.argument("checkpoint")
 @click.option("--seeds", required=True, help="Seeds, e.g. 0-63,100,200-210.")
 @click.option(
@@ -253,17 +217,16 @@ def verify_command(names: tuple[str, ...], registries: tuple[str, ...], as_json:
 )
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi (1 = none; finite).")  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=32,
-              show_default=True)  # fmt: skip
+@batch_size_option(default=32, maximum=MAX_BATCH_SIZE)
 @click.option(
     "--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
     show_default=True,
 )  # fmt: skip
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-@click.option("--overwrite", is_flag=True, help="Replace existing seedNNNN.png files.")
-@click.option("--offline", is_flag=True, default=None, help="Use only cached files.")
-@_registry_option
-@_json_option
+@device_option(default="cpu", help="torch device, e.g. cuda.")
+@overwrite_option("Replace existing seedNNNN.png files.")
+@offline_option("Use only cached files.")
+@registry_option(_REGISTRY_HELP)
+@json_option()
 def generate_command(
     checkpoint: str,
     seeds: str,
@@ -318,7 +281,7 @@ def generate_command(
         overwrite=overwrite,
     )
     if as_json:
-        _echo_json({"checkpoint": ckpt.metadata.name, "out": str(Path(out_dir)),
+        echo_json({"checkpoint": ckpt.metadata.name, "out": str(Path(out_dir)),
                     "files": [str(p) for p in paths]})  # fmt: skip
     else:
         click.echo(f"wrote {len(paths)} images from {ckpt.metadata.name} to {out_dir}")

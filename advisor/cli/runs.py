@@ -1,9 +1,9 @@
 """``advisor runs ...``: list, show and compare fine-tune run folders (thin click commands).
 
 ``runs_group`` (list, show, compare) is added to the main ``advisor`` group by
-:mod:`advisor.cli`. Each command parses, calls :mod:`advisor.runs` and prints; ``--json`` prints
-one JSON object. :class:`AdvisorError` becomes a one-line error; notes about a run (a dropped
-unfinished line, a recomputed summary) go to stderr, or into the JSON object.
+:mod:`advisor.cli`, whose error mapping makes :class:`AdvisorError` one line. Each command
+parses, calls :mod:`advisor.runs` and prints; ``--json`` prints one JSON object. Notes about a
+run (a dropped unfinished line, a recomputed summary) go to stderr, or into the JSON object.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from advisor.cache import check_destination
-from advisor.checkpoints_cli import _Command, _echo_json, _Group, _json_option
+from advisor.cli.options import echo_json, json_option, overwrite_option
 from advisor.errors import AdvisorError
 from advisor.finetuning.convergence import DEFAULT_DELTA, DEFAULT_WINDOW, METRIC_MODES
 from advisor.runs import LIST_DEPTH, Run, compare_runs, list_runs, load_run, plot_curves
@@ -52,12 +52,12 @@ def _echo_notes(run: Run) -> None:
         click.echo(f"note: {run.name}: {note}", err=True)
 
 
-@click.group("runs", cls=_Group)
+@click.group("runs")
 def runs_group() -> None:
     """List, show and compare fine-tune run folders."""
 
 
-@runs_group.command("list", cls=_Command)
+@runs_group.command("list")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--depth",
@@ -66,7 +66,7 @@ def runs_group() -> None:
     show_default=True,
     help="How many folder levels below DIRECTORY to search.",
 )
-@_json_option
+@json_option()
 def list_command(directory: str, depth: int, as_json: bool) -> None:
     """List the run folders in DIRECTORY with their best value so far."""
     rows: list[dict[str, Any]] = []
@@ -76,7 +76,7 @@ def list_command(directory: str, depth: int, as_json: bool) -> None:
         except AdvisorError as err:  # one damaged run does not hide the others
             rows.append({"name": path.name, "path": str(path), "error": str(err)})
     if as_json:
-        _echo_json({"directory": directory, "runs": rows})
+        echo_json({"directory": directory, "runs": rows})
         return
     if not rows:
         click.echo(f"no run folders under {directory}")
@@ -95,9 +95,9 @@ def list_command(directory: str, depth: int, as_json: bool) -> None:
         )
 
 
-@runs_group.command("show", cls=_Command)
+@runs_group.command("show")
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
-@_json_option
+@json_option()
 def show_command(run_dir: str, as_json: bool) -> None:
     """Show one run: what it fine-tuned, its convergence summary and its snapshots."""
     run = load_run(run_dir)
@@ -112,7 +112,7 @@ def show_command(run_dir: str, as_json: bool) -> None:
         "notes": list(run.notes),
     }
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     _echo_notes(run)
     fields = {k: data[k] for k in ("name", "path", "checkpoint", "target", "advisor_version")}
@@ -126,7 +126,7 @@ def show_command(run_dir: str, as_json: bool) -> None:
     click.echo(f"best snapshot: {data['best_snapshot'] or '-'}")
 
 
-@runs_group.command("compare", cls=_Command)
+@runs_group.command("compare")
 @click.argument(
     "run_dirs",
     metavar="RUN...",
@@ -147,7 +147,7 @@ def show_command(run_dir: str, as_json: bool) -> None:
     default=None,
     help="Write the curves on shared axes to this PNG.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@overwrite_option("Replace an existing --out file.")
 @click.option(
     "--plateau-delta",
     type=click.FloatRange(min=0),
@@ -162,7 +162,7 @@ def show_command(run_dir: str, as_json: bool) -> None:
     show_default=True,
     help="Evaluations in a plateau window.",
 )
-@_json_option
+@json_option()
 def compare_command(
     run_dirs: tuple[str, ...],
     metric: str,
@@ -182,7 +182,7 @@ def compare_command(
     plot = None if out is None else str(plot_curves(runs, metric, out))
     if as_json:
         notes = [f"{run.name}: {note}" for run in runs for note in run.notes]
-        _echo_json({"metric": metric, "runs": [r.to_dict() for r in rows], "plot": plot,
+        echo_json({"metric": metric, "runs": [r.to_dict() for r in rows], "plot": plot,
                     "notes": notes})  # fmt: skip
         return
     for run in runs:
