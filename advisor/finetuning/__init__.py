@@ -5,12 +5,14 @@ The Python API::
     import advisor
     run = advisor.finetune("source.safetensors", "target/", run_dir="runs/a",
                            options=advisor.FinetuneOptions(kimg=50, d_init="random"))
-    print(run.summary.best, run.best_snapshot)
+    print(run.summary.convergence.best, run.best_snapshot)
     run = advisor.load_run("runs/a")
 
 Modules: ``options`` (the typed options and NVlabs' auto rules), ``augment`` (the ADA
 pipeline), ``training`` (losses, lazy regularisation, EMA, FreezeD, DDP gradients), ``run``
-(the run folder: start, track, snapshot, resume), ``convergence`` (best, plateau, rate).
+(the loop: start, track, stop, resume), ``folder`` (its files: atomic JSON, JSONL,
+snapshots, grids), ``inputs`` (networks per init, target data, the G_ema evaluator),
+``convergence`` (best, plateau, rate).
 """
 
 from __future__ import annotations

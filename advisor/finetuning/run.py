@@ -19,9 +19,6 @@ snapshot, and resuming truncates the JSONL files to it, so the curves continue w
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import datetime
 import json
 import math
 import os
@@ -40,28 +37,37 @@ import safetensors.torch
 import torch
 
 from advisor import __version__
-from advisor.cache import atomic_path, atomic_write_bytes
 from advisor.checkpoints.format import (
     Checkpoint,
     CheckpointMetadata,
-    Provenance,
     checkpoint_paths,
     load_checkpoint,
     save_checkpoint,
 )
-from advisor.devices import fp32_math
+from advisor.devices import fp32_math, resolve_device
 from advisor.errors import AdvisorError
-from advisor.features.base import FeatureProtocol
 from advisor.finetuning import convergence
+from advisor.finetuning.folder import (
+    RunFolder,
+    append_jsonl,
+    checkpoint_of,
+    now,
+    read_jsonl,
+    rewrite_jsonl,
+    write_grid,
+    write_json,
+    write_snapshot,
+)
+from advisor.finetuning.inputs import (
+    METRIC_SEED_BASE,
+    Evaluator,
+    TargetData,
+    build_networks,
+    check_trainable,
+    load_target,
+)
 from advisor.finetuning.options import FinetuneOptions, resolve
-from advisor.finetuning.training import Distributed, Trainer, d_layers
-from advisor.metrics import MetricOptions
-from advisor.networks import Discriminator, Generator
-
-METRIC_SEED_BASE = 0
-"""Metric samples use seeds METRIC_SEED_BASE .. + metric_samples - 1 (random noise, psi 1)."""
-SNAPSHOTS = "snapshots"
-LATEST = "latest.json"
+from advisor.finetuning.training import Distributed, Trainer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,381 +82,6 @@ class RunResult:
 
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, doc: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    line = json.dumps(record, allow_nan=False) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Complete lines only: a last line cut by a kill is dropped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        with contextlib.suppress(ValueError):
-            records.append(json.loads(line))
-    return records
-
-
-def _rewrite_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
-    atomic_write_bytes(path, text.encode())
-
-
-# --------------------------------------------------------------------------- networks
-def _seeded_init(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    # Random initialisation from the run's seed without touching the caller's global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
-def check_trainable(ckpt: Checkpoint, options: FinetuneOptions) -> None:
-    """One-line error before any work when this checkpoint cannot be fine-tuned here."""
-    meta = ckpt.metadata
-    config = meta.generator
-    if config.c_dim:
-        raise AdvisorError(
-            f"{meta.name}: conditional generators (c_dim {config.c_dim}) are "
-            "not supported by advisor finetune"
-        )
-    if config.img_channels != 3:
-        raise AdvisorError(
-            f"{meta.name}: only RGB generators can be fine-tuned "
-            f"(this one has {config.img_channels} channels)"
-        )
-    if meta.discriminator is None:
-        raise AdvisorError(
-            f"{meta.name}: the checkpoint has no discriminator config, so D "
-            "cannot be built; fine-tuning needs one"
-        )
-    if options.d_init == "pretrained" and ckpt.D is None:
-        raise AdvisorError(f"{meta.name}: the checkpoint has no D tensors; use --d-init random")
-    n_layers = len(d_layers(Discriminator(meta.discriminator).to("meta")))
-    if options.freeze_d > n_layers:
-        raise AdvisorError(f"--freeze-d {options.freeze_d}: this D has only {n_layers} layers")
-
-
-def build_networks(
-    ckpt: Checkpoint, options: FinetuneOptions
-) -> tuple[Generator, Discriminator, Generator, dict[str, Any]]:
-    """G, D, G_ema for ``options.g_init``/``d_init`` and a report of what was loaded."""
-    meta = ckpt.metadata
-    report: dict[str, Any] = {}
-    if options.g_init == "pretrained":
-        source = ckpt.G if ckpt.G is not None else ckpt.G_ema
-        G = copy.deepcopy(source)
-        G_ema = copy.deepcopy(ckpt.G_ema)
-        n = len(G.state_dict())
-        report["G"] = {
-            "init": "pretrained",
-            "from": "G" if ckpt.G is not None else "G_ema",
-            "tensors_loaded": n,
-            "missing": [],
-            "reinitialised": 0,
-        }
-        report["G_ema"] = {"init": "pretrained", "tensors_loaded": len(G_ema.state_dict())}
-    else:
-        G = _seeded_init(options.seed, lambda: Generator(meta.generator))
-        G_ema = copy.deepcopy(G)
-        n = len(G.state_dict())
-        report["G"] = {
-            "init": "random",
-            "seed": options.seed,
-            "tensors_loaded": 0,
-            "missing": [],
-            "reinitialised": n,
-        }
-        report["G_ema"] = {"init": "copy of G", "tensors_loaded": 0}
-    assert meta.discriminator is not None
-    if options.d_init == "pretrained" and ckpt.D is not None:
-        D = copy.deepcopy(ckpt.D)
-        report["D"] = {
-            "init": "pretrained",
-            "tensors_loaded": len(D.state_dict()),
-            "missing": [],
-            "reinitialised": 0,
-        }
-    else:
-        D = _seeded_init(options.seed + 1, lambda: Discriminator(meta.discriminator))
-        report["D"] = {
-            "init": "random",
-            "seed": options.seed + 1,
-            "tensors_loaded": 0,
-            "missing": [],
-            "reinitialised": len(D.state_dict()),
-        }
-    return G, D, G_ema, report
-
-
-# --------------------------------------------------------------------------- data
-class TargetData:
-    """The target as one uint8 tensor [N, 3, R, R] and a deterministic, resumable order.
-
-    Image ``i`` of the stream (``i`` = images consumed so far over all processes) is
-    ``perm_e[i % M]`` of epoch ``e = i // M``, where ``M`` is N (2N with ``mirror``: index
-    ``j >= N`` is image ``j - N`` x-flipped) and ``perm_e`` a permutation seeded by
-    ``(seed, e)``. Process ``r`` of ``W`` takes the ``r``-th slice of each global batch.
-    """
-
-    def __init__(self, images: torch.Tensor, *, mirror: bool, seed: int) -> None:
-        self.images, self.mirror, self.seed = images, mirror, seed
-        self.size = len(images) * (2 if mirror else 1)
-        self._perm_epoch = -1
-        self._perm = np.arange(self.size)
-
-    def _perm_for(self, epoch: int) -> np.ndarray:
-        if epoch != self._perm_epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._perm, self._perm_epoch = rng.permutation(self.size), epoch
-        return self._perm
-
-    def batch(self, start: int, count: int) -> torch.Tensor:
-        """Float32 [count, 3, R, R] in [-1, 1]: stream items ``start .. start + count - 1``."""
-        rows = []
-        for i in range(start, start + count):
-            j = int(self._perm_for(i // self.size)[i % self.size])
-            image = self.images[j % len(self.images)]
-            rows.append(image.flip(-1) if j >= len(self.images) else image)
-        return torch.stack(rows).float() / 127.5 - 1
-
-
-def load_target(target: str | os.PathLike[str], resolution: int) -> tuple[torch.Tensor, dict]:
-    """Target images as uint8 [N, 3, R, R] resized to the checkpoint's resolution, and a note."""
-    from advisor.images import load_images
-
-    images, report = load_images(target, size=resolution)
-    if len(images) < 2:
-        raise AdvisorError(f"{target}: fine-tuning needs at least 2 usable images")
-    note = {
-        "images": int(len(images)),
-        "skipped": len(report.skipped),
-        "resized_to": resolution,
-        "resize": "PIL bicubic (antialiased) to the checkpoint's resolution",
-    }
-    return torch.from_numpy(np.ascontiguousarray(images)), note
-
-
-# --------------------------------------------------------------------------- metrics
-@dataclass(frozen=True, kw_only=True)
-class EvalProtocol:
-    """What the numbers of one metrics line were measured under (its ``"protocol"``): the
-    extractor's protocol, ``samples`` G_ema images (seeds from :data:`METRIC_SEED_BASE`,
-    ``noise_mode``, ``truncation_psi``) against ``target_images`` target images, and the metric
-    options (k for precision/recall and density/coverage)."""
-
-    extractor: FeatureProtocol
-    samples: int
-    noise_mode: str
-    truncation_psi: float
-    target_images: int
-    metrics: MetricOptions
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``protocol`` object of a ``metrics.jsonl`` line."""
-        return {
-            "extractor": self.extractor.to_dict(),
-            "samples": self.samples,
-            "noise_mode": self.noise_mode,
-            "truncation_psi": self.truncation_psi,
-            "target_images": self.target_images,
-            "k_pr": self.metrics.k_pr,
-            "k_dc": self.metrics.k_dc,
-        }
-
-
-class Evaluator:
-    """Metrics of G_ema samples (fixed seeds) against the target's cached features."""
-
-    def __init__(
-        self,
-        target: str | os.PathLike[str],
-        options: FinetuneOptions,
-        device: torch.device,
-        dist: Distributed,
-    ) -> None:
-        from advisor.features.extract import SharedExtractor
-        from advisor.features.pipeline import FeatureOptions, compute_features
-
-        feature_options = FeatureOptions(
-            extractor=options.extractor, device=str(device), progress=False
-        )
-        # One extractor for the target's features and the samples'.
-        shared = SharedExtractor(options.extractor, progress=False)
-        self.target = compute_features(target, options=feature_options, extractor=shared)
-        self.extractor = shared.on(device)
-        self.options, self.device, self.dist = options, device, dist
-        self.seeds = list(range(METRIC_SEED_BASE, METRIC_SEED_BASE + options.metric_samples))
-        self.protocol = EvalProtocol(
-            extractor=self.extractor.protocol,
-            samples=len(self.seeds),
-            noise_mode="random",
-            truncation_psi=1.0,
-            target_images=len(self.target),
-            metrics=MetricOptions(bootstrap=0, kid_subset_size=1000),
-        )
-
-    def __call__(self, G_ema: Generator) -> dict[str, float]:  # noqa: N803
-        from advisor.metrics import compare_features
-        from advisor.sampling import sample
-
-        w = self.dist.world_size
-        mine = self.seeds[self.dist.rank :: w]
-        batches = sample(
-            G_ema,
-            mine,
-            batch_size=32,
-            truncation_psi=self.protocol.truncation_psi,
-            noise_mode=self.protocol.noise_mode,
-            device=self.device,
-        )
-        rows = [self.extractor(b) for b in batches]
-        feats = torch.cat(rows).cpu()
-        if self.dist.active:
-            feats = _gather_interleaved(feats, len(self.seeds), w)
-        if self.dist.rank != 0:
-            return {}
-        report = compare_features(
-            self.target.features,
-            feats.numpy(),
-            options=self.protocol.metrics,
-        )
-        return {
-            name: float(getattr(report, name).value)
-            for name in ("fid", "kid", "precision", "recall", "density", "coverage")
-        }
-
-
-def _gather_interleaved(feats: torch.Tensor, total: int, world: int) -> torch.Tensor:
-    per = math.ceil(total / world)
-    padded = torch.zeros(per, feats.shape[1])
-    padded[: len(feats)] = feats
-    parts = [torch.zeros_like(padded) for _ in range(world)]
-    torch.distributed.all_gather(parts, padded)
-    out = torch.stack(parts, dim=1).reshape(per * world, -1)  # seed i is part i % w, row i // w
-    return out[:total]
-
-
-# --------------------------------------------------------------------------- snapshots
-def _snapshot_name(nimg: int) -> str:
-    return f"snapshot-{nimg:09d}"
-
-
-def _state_name(nimg: int) -> str:
-    return f"state-{nimg:09d}"
-
-
-class RunFolder:
-    """Paths and atomic writers of one run folder."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.snapshots = self.path / SNAPSHOTS
-        self.samples = self.path / "samples"
-        self.config = self.path / "config.json"
-        self.metrics = self.path / "metrics.jsonl"
-        self.stats = self.path / "stats.jsonl"
-        self.summary = self.path / "summary.json"
-        self.latest = self.snapshots / LATEST
-
-    def create(self) -> None:
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.snapshots.mkdir(exist_ok=True)
-            self.samples.mkdir(exist_ok=True)
-        except OSError as err:
-            raise AdvisorError(f"cannot create run folder {self.path} ({err.strerror})") from None
-
-
-def _checkpoint_of(trainer: Trainer, meta: CheckpointMetadata, run: dict[str, Any]) -> Checkpoint:
-    kimg = trainer.nimg / 1000
-    metadata = CheckpointMetadata(
-        name=f"{run['name']}-kimg{kimg:g}",
-        generator=meta.generator,
-        discriminator=meta.discriminator,
-        source_dataset=run["target"],
-        training_kimg=kimg,
-        licence=meta.licence,
-        description=f"advisor finetune of {meta.name} on {run['target']}",
-        provenance=Provenance(
-            source_file=str(run["checkpoint"]["path"]),
-            source_sha256=run["checkpoint"]["sha256"] or "",
-            importer="advisor finetune",
-            imported_at=_now(),
-        ),
-        extra={"finetune": {"parent": meta.name, "kimg": kimg, "run": run["name"]}},
-    )
-    return Checkpoint(metadata=metadata, G_ema=trainer.G_ema, G=trainer.G, D=trainer.D)
-
-
-def write_snapshot(
-    folder: RunFolder,
-    trainer: Trainer,
-    meta: CheckpointMetadata,
-    run: dict[str, Any],
-    *,
-    keep: int,
-    extra_state: dict[str, Any],
-) -> Path:
-    """Networks, then state, then ``latest.json`` (the commit point); prune old snapshots."""
-    name = _snapshot_name(trainer.nimg)
-    save_checkpoint(folder.snapshots / name, _checkpoint_of(trainer, meta, run))
-    state = _state_name(trainer.nimg)
-    with atomic_path(folder.snapshots / f"{state}.safetensors") as tmp:
-        safetensors.torch.save_file(
-            {k: v.contiguous() for k, v in trainer.state_tensors().items()}, str(tmp)
-        )
-    _write_json(
-        folder.snapshots / f"{state}.json", {"scalars": trainer.state_scalars(), **extra_state}
-    )
-    _write_json(folder.latest, {"nimg": trainer.nimg, "snapshot": name, "state": state})
-    _prune(folder, keep)
-    return folder.snapshots / f"{name}.safetensors"
-
-
-def _prune(folder: RunFolder, keep: int) -> None:
-    snaps = sorted(folder.snapshots.glob("snapshot-*.json"))
-    for old in snaps[:-keep]:
-        nimg = old.stem.split("-")[1]
-        for path in (
-            *checkpoint_paths(old),
-            *(folder.snapshots / f"state-{nimg}{s}" for s in (".safetensors", ".json")),
-        ):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-
-def write_grid(path: Path, G_ema: Generator, seeds: Sequence[int], device: torch.device) -> None:  # noqa: N803
-    """A PNG grid of G_ema's images for ``seeds`` (const noise), up to 8 per row."""
-    from PIL import Image
-
-    from advisor.sampling import sample
-
-    images = torch.cat(list(sample(G_ema, list(seeds), batch_size=32, device=device)))
-    n, c, h, w = images.shape
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    grid = torch.full((c, rows * h, cols * w), 255, dtype=torch.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        grid[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = images[i]
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(f, format="PNG")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -560,13 +191,13 @@ def train(
             "snapshot": None,
         }
         metrics.append(record)
-        _append_jsonl(folder.metrics, record)
+        append_jsonl(folder.metrics, record)
         value = values[o.metric]
         improved = best_before is None or (
             value < best_before if o.metric_mode == "min" else value > best_before
         )
         if improved:
-            save_checkpoint(folder.snapshots / "best", _checkpoint_of(trainer, meta, run))
+            save_checkpoint(folder.snapshots / "best", checkpoint_of(trainer, meta, run))
         _plot(folder, metrics, o.metric)
         if writer is not None:
             for key, v in values.items():
@@ -631,7 +262,7 @@ def train(
                     "wall_s": round(wall_offset + time.perf_counter() - start, 3),
                 }
                 if rank0:
-                    _append_jsonl(folder.stats, line)
+                    append_jsonl(folder.stats, line)
                     if writer is not None:
                         for key in ("loss_g", "loss_d", "r1", "pl", "ada_p"):
                             if key in line:
@@ -670,7 +301,7 @@ def train(
         best=str(best.relative_to(folder.path)) if best.is_file() else None,
     )
     if rank0:
-        _write_json(folder.summary, summary)
+        write_json(folder.summary, summary)
         if writer is not None:
             writer.close()
     return RunResult(
@@ -750,14 +381,6 @@ def _tensorboard(folder: RunFolder) -> Any:
 
 
 # --------------------------------------------------------------------------- start / resume
-def _device(name: str) -> torch.device:
-    try:
-        from advisor.devices import resolve_device
-    except ImportError:  # pragma: no cover
-        return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu")
-    return resolve_device(name)
-
-
 def run_finetune(
     checkpoint: str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -783,7 +406,7 @@ def run_finetune(
     folder = RunFolder(run_dir)
     if folder.config.exists():
         raise AdvisorError(f"{folder.path} already holds a run; resume it with --resume")
-    dev = _device(device)
+    dev = resolve_device(device)
     path, record = resolve_spec(checkpoint, registry_files=registry_files, offline=offline)
     ckpt = open_checkpoint(checkpoint, registry_files=registry_files, offline=offline)
     check_trainable(ckpt, options)
@@ -807,7 +430,7 @@ def run_finetune(
     }
     config = {
         "advisor_version": __version__,
-        "created": _now(),
+        "created": now(),
         "options": options.to_dict(),
         "checkpoint": run["checkpoint"],
         "target": {"path": str(target), **target_note},
@@ -828,7 +451,7 @@ def run_finetune(
     config["frozen_d_layers"] = trainer.frozen
     if dist.rank == 0:
         folder.create()
-        _write_json(folder.config, config)
+        write_json(folder.config, config)
     _barrier(dist)
     data = TargetData(images, mirror=options.mirror, seed=options.seed)
     return train(
@@ -868,7 +491,7 @@ def resume_finetune(
     options = FinetuneOptions.from_dict(config["options"])
     if kimg is not None:
         options = dataclasses.replace(options, kimg=kimg)
-    dev = _device(device)
+    dev = resolve_device(device)
     snap = folder.snapshots / latest["snapshot"]
     state_base = folder.snapshots / latest["state"]
     try:
@@ -888,11 +511,11 @@ def resume_finetune(
             f"({' '.join(str(err).split())[:200]})"
         ) from None
     nimg = trainer.nimg
-    metrics = [r for r in _read_jsonl(folder.metrics) if r.get("nimg", 0) <= nimg]
-    stats = [r for r in _read_jsonl(folder.stats) if r.get("nimg", 0) <= nimg]
+    metrics = [r for r in read_jsonl(folder.metrics) if r.get("nimg", 0) <= nimg]
+    stats = [r for r in read_jsonl(folder.stats) if r.get("nimg", 0) <= nimg]
     if dist.rank == 0:
-        _rewrite_jsonl(folder.metrics, metrics)
-        _rewrite_jsonl(folder.stats, stats)
+        rewrite_jsonl(folder.metrics, metrics)
+        rewrite_jsonl(folder.stats, stats)
     _barrier(dist)
     source_meta = ckpt.metadata
     meta = dataclasses.replace(source_meta, name=config["checkpoint"]["name"])
@@ -944,4 +567,4 @@ def _distributed() -> Distributed:
 
 def iter_metrics(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """The complete lines of ``RUN/metrics.jsonl``."""
-    yield from _read_jsonl(RunFolder(run_dir).metrics)
+    yield from read_jsonl(RunFolder(run_dir).metrics)
