@@ -506,6 +506,22 @@ def test_a_cache_entry_replaced_by_another_file_type_is_a_miss_and_is_rewritten(
         assert pipeline.compute_features(folder, options=options).from_cache
 
 
+def test_a_cache_entry_replaced_by_another_sets_valid_features_is_a_miss(tmp_path):
+    options = pipeline.FeatureOptions(
+        extractor="efficientnet-lite0", device="cpu", workers=0, progress=False
+    )
+    small = write_images(tmp_path / "small", 2)
+    other = write_images(tmp_path / "other", 3, seed=5)
+    first = pipeline.compute_features(small, options=options)
+    (entry,) = (advisor.cache.cache_root() / "features").iterdir()
+    pipeline.compute_features(other, options=options)
+    foreign = next(p for p in (advisor.cache.cache_root() / "features").iterdir() if p != entry)
+    entry.write_bytes(foreign.read_bytes())  # a valid file with the same protocol, 3 rows
+    again = pipeline.compute_features(small, options=options)
+    assert not again.from_cache and len(again.features) == 2
+    np.testing.assert_array_equal(again.features, first.features)
+
+
 def test_kid_of_huge_float32_features_is_finite_and_json_never_holds_nan(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "a.npy", (rng.normal(size=(40, 8)) * 1e20).astype(np.float32))

@@ -158,6 +158,9 @@ def compute_features(
     key = ImageSetKey.of(image_set, extractor.protocol) if store is not None else None
     if store is not None and key is not None:
         cached = store.get(key)
+        expected = len(image_set) + len(image_set.skipped)
+        if cached is not None and len(cached.names) + len(cached.skipped) != expected:
+            cached = None  # an entry replaced by another set's features: recompute, overwrite
         if cached is not None:
             if options.strict and cached.skipped:
                 first = cached.skipped[0]
