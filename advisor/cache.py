@@ -87,7 +87,7 @@ def check_destination(dest: str | os.PathLike[str], *, overwrite: bool) -> Path:
     return dest
 
 
-def _create_temporary(dest: Path) -> tuple[int, Path]:
+def create_temporary(dest: Path) -> tuple[int, Path]:
     """Create a new, empty temporary file beside ``dest``: an open descriptor and its name.
 
     Created with mode 0o666 less the umask, as any new file (``tempfile.mkstemp``'s 0o600
@@ -109,7 +109,7 @@ def _temporary_beside(dest: Path) -> Iterator[tuple[int, Path]]:
     """An open descriptor and the name of a new temporary file in ``dest``'s folder (created
     with its parents); the file is removed on exit unless it was moved away."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_path = _create_temporary(dest)
+    fd, tmp_path = create_temporary(dest)
     try:
         yield fd, tmp_path
     finally:

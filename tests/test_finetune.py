@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_checkpoint
 from advisor.errors import AdvisorError
 from advisor.finetuning import FinetuneOptions, finetune, load_run
-from advisor.finetuning.options import resolve
 from advisor.finetuning.inputs import build_networks
+from advisor.finetuning.options import resolve
 from advisor.finetuning.training import Trainer, d_layers
 from advisor.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from tests.conftest import write_images

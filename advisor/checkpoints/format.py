@@ -33,7 +33,7 @@ import safetensors.torch
 import torch
 
 from advisor import __version__
-from advisor.cache import os_reason
+from advisor.cache import create_temporary, os_reason
 from advisor.download import sha256_file
 from advisor.errors import AdvisorError
 from advisor.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -192,6 +192,8 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
                 str(tmp_tensors),
                 metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)},
             )
+            # safetensors recreates the file owner-only: give it the mode of a new file.
+            os.chmod(tmp_tensors, os.stat(tmp_json).st_mode & 0o777)
             _fsync(tmp_tensors)
             doc = checkpoint.metadata.to_json(
                 networks=checkpoint.networks, tensors_sha256=sha256_file(tmp_tensors)
@@ -221,8 +223,9 @@ def _safetensors_reason(err: Exception) -> str:
 def _staged(dest: Path) -> Iterator[Path]:
     """A new temporary file beside ``dest`` (same folder, so moving it in is a rename); removed
     on exit unless it was moved."""
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name[:100]}.", suffix=".tmp", dir=dest.parent)
+    fd, path = create_temporary(dest)  # mode 0o666 less the umask, as any new file
     os.close(fd)
+    name = str(path)
     try:
         yield Path(name)
     finally:
