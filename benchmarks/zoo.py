@@ -16,8 +16,8 @@ need) for the caller to commit at once.
     python benchmarks/zoo.py [--work DIR] [--mixed-kimg 60] [--source-kimg 20] [--only NAME]
 
 The domains are built first with ``benchmarks/domains.py`` when missing (needs its Debian
-packages). Cards (metrics against each domain, sample grids, licences) are written by
-``benchmarks/zoo_cards.py`` from the exported checkpoints.
+packages). Not written yet: the cards (metrics against each domain, sample grids, licences) and
+the registry entries of the finished zoo.
 """
 
 from __future__ import annotations
