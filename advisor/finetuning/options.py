@@ -21,18 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from advisor.errors import AdvisorError
+from advisor.finetuning.convergence import METRIC_MODES
 
 Init = Literal["pretrained", "random"]
 Augment = Literal["ada", "fixed", "none"]
 Precision = Literal["fp32", "bf16"]
-TRACKED_METRICS = {
-    "fid": "min",
-    "kid": "min",
-    "recall": "max",
-    "coverage": "max",
-    "precision": "max",
-    "density": "max",
-}
+TRACKED_METRICS = METRIC_MODES  # which way is better per metric: one table with convergence
 
 MAX_KIMG = 1_000_000.0
 """Longest run accepted: 40x NVlabs' 25,000 kimg from-scratch FFHQ schedule."""

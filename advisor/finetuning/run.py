@@ -328,10 +328,9 @@ def _snapshot(
 
 
 def _best(metrics: list[dict[str, Any]], o: FinetuneOptions) -> float | None:
-    values = [r["metrics"][o.metric] for r in metrics if math.isfinite(r["metrics"][o.metric])]
-    if not values:
-        return None
-    return min(values) if o.metric_mode == "min" else max(values)
+    kimg = [r["kimg"] for r in metrics]
+    top = convergence.best(kimg, [r["metrics"][o.metric] for r in metrics], mode=o.metric_mode)
+    return None if top is None else top[0]
 
 
 def _stop_reason(metrics: list[dict[str, Any]], o: FinetuneOptions) -> str | None:
