@@ -10,14 +10,23 @@ As the paper built its sources: one diverse model first, then each source fine-t
 
 Every run lives in ``WORK/runs/<name>`` (outside git) and is resumed if it exists and did not
 finish, so the script can be killed and started again at any moment. A finished run is exported
-to ``checkpoints/<name>.{safetensors,json}`` (G_ema and D only: what ranking and fine-tuning
-need) for the caller to commit at once.
+to ``advisor/data/zoo/<name>.{safetensors,json}`` (G_ema and D only: what ranking and
+fine-tuning need; inside the package so that a plain ``pip install`` ships it) for the caller to
+commit at once.
+
+3. ``--cards`` (also run after the last export): for every exported checkpoint, its card
+   ``<name>.md`` (domain, parent, kimg, seed, wall time, licence, and FID/KID/precision/recall/
+   density/coverage of 1,000 samples against its own training data with the offline
+   EfficientNet-Lite0 extractor), a sample grid ``<name>.png``, the training data's features
+   ``<name>.features.npz`` (480 seeded images, float16; rank's ``source`` setting), and the
+   zoo's section of the default registry (``advisor/data/registry.toml``, tag ``demo``, sha256
+   pinned).
 
     python benchmarks/zoo.py [--work DIR] [--mixed-kimg 60] [--source-kimg 20] [--only NAME]
+    python benchmarks/zoo.py --cards
 
 The domains are built first with ``benchmarks/domains.py`` when missing (needs its Debian
-packages). Not written yet: the cards (metrics against each domain, sample grids, licences) and
-the registry entries of the finished zoo.
+packages).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+ZOO = REPO / "advisor" / "data" / "zoo"
+REGISTRY = REPO / "advisor" / "data" / "registry.toml"
 SOURCES = ("emoji_people", "emoji_things", "clipart_icons", "clipart_flags", "latin_glyphs")
 ARCH = {
     "z_dim": 128,
@@ -125,7 +136,8 @@ def _export(run: Path, name: str, parent: str | None, domain: str) -> Path:
             }
         },
     )
-    out = REPO / "checkpoints" / name
+    ZOO.mkdir(parents=True, exist_ok=True)
+    out = ZOO / name
     save_checkpoint(out, Checkpoint(metadata=meta, G_ema=ckpt.G_ema, D=ckpt.D))
     print(f"exported {out}.safetensors", flush=True)
     return out
@@ -162,7 +174,15 @@ def main() -> None:
         action="store_true",
         help="only export the mixed run's last snapshot as zoo-mixed-partial",
     )
+    parser.add_argument(
+        "--cards",
+        action="store_true",
+        help="only (re)write the cards, grids, features and registry entries of the exported zoo",
+    )
     args = parser.parse_args()
+    if args.cards:
+        _cards(args.work)
+        return
     if args.export_partial:
         print(f"exported {export_partial(args.work)}")
         return
@@ -189,7 +209,7 @@ def main() -> None:
             link.symlink_to(domains / d, target_is_directory=True)
     blank = _blank(args.work / "blank")
     wanted = set(args.only or ["mixed", *SOURCES])
-    if "mixed" in wanted or not (REPO / "checkpoints" / "zoo-mixed.json").is_file():
+    if "mixed" in wanted or not (ZOO / "zoo-mixed.json").is_file():
         run = _train(
             "zoo-mixed",
             blank,
@@ -201,7 +221,7 @@ def main() -> None:
         if not _finished(run):
             sys.exit("zoo-mixed did not finish (interrupted?): run this script again to resume")
         _export(run, "zoo-mixed", None, "union of the five permissive source domains")
-    mixed = REPO / "checkpoints" / "zoo-mixed.safetensors"
+    mixed = ZOO / "zoo-mixed.safetensors"
     for d in SOURCES:
         if d not in wanted:
             continue
@@ -210,6 +230,14 @@ def main() -> None:
         if not _finished(run):
             sys.exit(f"{name} did not finish (interrupted?): run this script again to resume")
         _export(run, name, "zoo-mixed", d)
+    _cards(args.work)
+
+
+def _cards(work: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from zoo_cards import write_cards
+
+    write_cards(ZOO, work / "domains" / "32", work / "union", REGISTRY)
 
 
 if __name__ == "__main__":
