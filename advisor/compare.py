@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from advisor.errors import AdvisorError
 from advisor.features import FeatureProtocol, check_extractor, check_precision
@@ -19,9 +20,14 @@ from advisor.features.pipeline import (
     compute_features,
     is_feature_file,
     load_features,
+    resolve_device,
 )
 from advisor.metrics import MetricOptions, MetricReport, compare_features
+from advisor.metrics.other import MEASURE_GROUPS, OtherMeasures
 from advisor.progress import Progress
+
+if TYPE_CHECKING:
+    from advisor.other_measures import OtherOptions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +39,12 @@ class CompareRequest:
     ``inception``/``fp32``); ``weights``: a local weights file instead of the extractor's
     default. ``extraction``: how images are featurised (device, batch size, cache, ...), none of
     which changes a feature. ``bootstrap`` None means the metrics default.
+
+    ``metrics``: extra measure groups beyond the default set (of
+    :data:`advisor.metrics.other.MEASURE_GROUPS`: ``is``, ``swd``, ``classifier``);
+    ``classes``: k-means surrogate classes for an unlabelled reference (None: its sub-folders
+    are its classes); ``min_count``: mode coverage's m. They share ``seed``, ``bootstrap``
+    and ``confidence`` with the default metrics.
 
     Validated on construction (:class:`AdvisorError`, one line), so a bad option fails before
     any file is read: the metric options' ranges, the extractor and precision names, and the
@@ -53,12 +65,16 @@ class CompareRequest:
     bootstrap: int | None = None
     confidence: float = 0.95
     seed: int = 0
+    metrics: tuple[str, ...] = ()
+    classes: int | None = None
+    min_count: int = 10
 
     def __post_init__(self) -> None:
         try:
             self.metric_options()
         except ValueError as err:
             raise AdvisorError(str(err)) from None
+        self.other_options()
         if self.extractor is not None:
             check_extractor(self.extractor)
         if self.precision is not None:
@@ -75,6 +91,19 @@ class CompareRequest:
                 f"both sides are feature files, so {', '.join(unused)} would change nothing; "
                 f"leave {'it' if len(unused) == 1 else 'them'} out (only images use them)"
             )
+
+    def other_options(self) -> OtherOptions:
+        """The extra measures' options (validated: :class:`AdvisorError`)."""
+        from advisor.other_measures import OtherOptions
+
+        return OtherOptions(
+            groups=tuple(g for g in MEASURE_GROUPS if g in self.metrics),
+            classes=self.classes,
+            min_count=self.min_count,
+            seed=self.seed,
+            bootstrap=self.metric_options().bootstrap,
+            confidence=self.confidence,
+        )
 
     def metric_options(self) -> MetricOptions:
         extra = {} if self.bootstrap is None else {"bootstrap": self.bootstrap}
@@ -104,11 +133,15 @@ class CompareResult:
     report: MetricReport
     protocol: FeatureProtocol | None
     notes: tuple[str, ...] = ()
+    other: OtherMeasures = OtherMeasures()
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready: the metric keys at top level (fid, kid, kid_std, precision, recall,
-        density, coverage, ci, ...), plus ``protocol``, ``notes`` and per-side ``sources``."""
+        density, coverage, ci, ...), the extra measures computed (``inception_score``,
+        ``swd``, ``classifier``, each with its protocol and caveats), plus ``protocol``,
+        ``notes`` and per-side ``sources``."""
         out = self.report.to_dict()
+        out.update(self.other.to_dict())
         out["protocol"] = {} if self.protocol is None else self.protocol.to_dict()
         out["notes"] = list(self.notes)
         out["sources"] = {
@@ -178,12 +211,77 @@ def run_compare(request: CompareRequest, *, on_progress: Progress | None = None)
         report = compare_features(reference.features, candidate.features, options=metric_options)
     except ValueError as err:
         raise AdvisorError(str(err)) from None
+    other = _other_measures(request, reference, candidate)
     return CompareResult(
         reference=reference,
         candidate=candidate,
         report=report,
         protocol=protocol,
-        notes=(*protocol_notes, *report.notes),
+        notes=(*protocol_notes, *report.notes, *other.notes),
+        other=other,
+    )
+
+
+def _other_measures(
+    request: CompareRequest, reference: FeatureSet, candidate: FeatureSet
+) -> OtherMeasures:
+    """The extra measures the request names; a measure these inputs cannot give (IS of
+    features of unknown protocol, SWD with a feature file on either side) is left out with a
+    note, and each measure's own caveats join the notes. AdvisorError for what the user can
+    fix (an unlabelled reference without ``classes``)."""
+    from advisor.features.extract import SharedExtractor
+    from advisor.metrics.swd import swd
+    from advisor.other_measures import (
+        classifier_report,
+        images_at,
+        inception_score_of,
+        swd_resolution,
+        target_labels,
+    )
+
+    o = request.other_options()
+    notes: list[str] = []
+    classifier = inception = reference_inception = swd_result = None
+    if "classifier" in o.groups:
+        labels = target_labels(reference, classes=o.classes, seed=o.seed)
+        classifier = classifier_report(reference, labels, candidate.features, o)
+    if "is" in o.groups:
+        protocol = reference.protocol or candidate.protocol
+        if reference.protocol is None or candidate.protocol is None or protocol is None:
+            notes.append("inception score left out: it needs features of known protocol")
+        else:
+            shared = SharedExtractor(
+                protocol.extractor,
+                weights=request.weights,
+                precision=protocol.precision,
+                offline=request.extraction.offline,
+                progress=request.extraction.progress,
+            )
+            device = str(resolve_device(request.extraction.device))
+            inception = inception_score_of(candidate, shared, device=device)
+            reference_inception = inception_score_of(reference, shared, device=device)
+    if "swd" in o.groups:
+        if is_feature_file(request.reference) or is_feature_file(request.candidate):
+            notes.append("swd left out: it compares images, and a side is a feature file")
+        else:
+            resolution = swd_resolution(request.reference, request.candidate)
+            try:
+                swd_result = swd(
+                    images_at(request.reference, resolution),
+                    images_at(request.candidate, resolution),
+                    options=o.swd,
+                )
+            except ValueError as err:
+                raise AdvisorError(f"swd: {err}") from None
+    for result in (inception, reference_inception, swd_result, classifier):
+        if result is not None:
+            notes.extend(note for note in result.notes if note not in notes)
+    return OtherMeasures(
+        inception_score=inception,
+        reference_inception_score=reference_inception,
+        swd=swd_result,
+        classifier=classifier,
+        notes=tuple(notes),
     )
 
 

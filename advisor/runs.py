@@ -7,7 +7,8 @@ A run folder (written by ``advisor finetune``) holds:
 * ``metrics.jsonl``: one JSON object per evaluation, ``{"kimg", "nimg", "wall_s", "metrics":
   {"fid", "kid", "precision", "recall", "coverage", ...}, "protocol", "snapshot"}``, in
   increasing kimg.
-* ``stats.jsonl``: one JSON object per training tick (``kimg``, ``s_per_kimg``, losses, ADA p...).
+* ``stats.jsonl``: one JSON object per training tick (``kimg``, ``s_per_kimg``, losses, ADA p,
+  the loss-only signal ``d_gap``/``d_gap_ema``...).
 * ``summary.json``: the tracked metric's best, plateau and convergence, ``wall_s``,
   ``s_per_kimg``, ``kimg``, ``finished``, ``stopped_by``.
 * ``snapshots/snapshot-NNNNNNNNN.safetensors`` + ``.json`` (NNNNNNNNN = nimg, 9 digits) and
@@ -40,8 +41,10 @@ from advisor.errors import AdvisorError
 from advisor.finetuning.convergence import (
     DEFAULT_DELTA,
     DEFAULT_WINDOW,
+    SIGNAL,
     ConvergenceSummary,
     mode_for,
+    signal_convergence,
     summarize,
 )
 
@@ -399,24 +402,36 @@ def compare_runs(
 
 
 def plot_curves(runs: Iterable[Run], metric: str, out_png: str | os.PathLike[str]) -> Path:
-    """Plot ``metric`` against kimg for every run on shared axes (see :func:`plot_metric_curves`);
-    runs sharing a folder name are labelled by path."""
+    """Plot ``metric`` against kimg for every run on shared axes, and the loss-only signal of
+    the runs that logged it in a panel below (see :func:`plot_metric_curves`); runs sharing a
+    folder name are labelled by path."""
     runs = list(runs)
+    labels = run_labels(runs)
     records = {
         label: [{"kimg": r.kimg, "metrics": r.metrics} for r in run.metrics]
-        for label, run in zip(run_labels(runs), runs, strict=True)
+        for label, run in zip(labels, runs, strict=True)
     }
-    return plot_metric_curves(records, metric, out_png)
+    stats = {label: run.stats for label, run in zip(labels, runs, strict=True)}
+    return plot_metric_curves(records, metric, out_png, signals=stats)
 
 
 def plot_metric_curves(
-    curves: Mapping[str, Sequence[Mapping[str, Any]]], metric: str, out_png: str | os.PathLike[str]
+    curves: Mapping[str, Sequence[Mapping[str, Any]]],
+    metric: str,
+    out_png: str | os.PathLike[str],
+    *,
+    signals: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Path:
     """Plot ``metric`` against kimg, one line per label, on shared axes; write a PNG atomically.
 
     ``curves`` maps a label to ``metrics.jsonl`` records (objects with ``kimg`` and
     ``metrics``), so a training loop can plot before any run is loaded. Each line goes through
-    the finite evaluations, its best marked by a star. The figure uses matplotlib's default
+    the finite evaluations, its best marked by a star. ``signals`` maps a label to its
+    ``stats.jsonl`` records: where any has the loss-only signal (the smoothed ``d_gap_ema``,
+    else the raw ``d_gap``), a second panel under the first, on the same kimg axis, draws it
+    per label with a dashed line at its settling point
+    (:func:`advisor.finetuning.convergence.signal_convergence`); without it the figure has one
+    panel. The figure uses matplotlib's default
     style whatever the user's matplotlibrc says (restored afterwards), draws on an Agg canvas
     (no pyplot, no global backend) and carries no version metadata, so the same curves give
     the same bytes. Without matplotlib it is an :class:`AdvisorError`.
@@ -429,11 +444,16 @@ def plot_metric_curves(
     except ImportError:
         raise AdvisorError("plotting needs matplotlib: pip install matplotlib") from None
     out = Path(out_png)
+    traces = _signal_traces(signals or {})
     with matplotlib.rc_context():
         matplotlib.rcdefaults()
-        fig = Figure(figsize=(7, 4.5), dpi=100)
+        if traces:
+            fig = Figure(figsize=(7, 6.5), dpi=100)
+            ax, ax_signal = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+        else:
+            fig, ax_signal = Figure(figsize=(7, 4.5), dpi=100), None
+            ax = fig.add_subplot()
         FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
         for label, records in curves.items():
             kimg, values = [], []
             for rec in records:
@@ -448,12 +468,38 @@ def plot_metric_curves(
                 i = values.index(min(values) if mode == "min" else max(values))
                 ax.plot([kimg[i]], [values[i]], marker="*", markersize=12,
                         color=line.get_color(), linestyle="none")  # fmt: skip
-        ax.set_xlabel("kimg")
+        ax.set_xlabel("kimg" if ax_signal is None else "")
         ax.set_ylabel(f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
         ax.grid(True, alpha=0.3)
         if curves:
             ax.legend(fontsize="small")
+        if ax_signal is not None:
+            for label, (kimg, values, _field, settled) in traces.items():
+                (line,) = ax_signal.plot(kimg, values, linewidth=1, label=label)
+                if settled is not None:
+                    ax_signal.axvline(settled, color=line.get_color(), linestyle="--", alpha=0.7)
+            fields = sorted({t[2] for t in traces.values()})
+            ax_signal.set_ylabel(" / ".join(fields) + "\nE[D(real)] - E[D(fake)]", fontsize="small")
+            ax_signal.set_xlabel("kimg (dashed: where the loss-only signal settles)")
+            ax_signal.grid(True, alpha=0.3)
         fig.tight_layout()
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format="png", metadata={"Software": None})
     return out
+
+
+def _signal_traces(
+    signals: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, tuple[list[float], list[float], str, float | None]]:
+    """Per label that logged the loss-only signal: ``(kimg, values, field, settling kimg)``."""
+    traces = {}
+    for label, stats in signals.items():
+        for field in (f"{SIGNAL}_ema", SIGNAL):
+            points = [(_number(s.get("kimg")), _number(s.get(field))) for s in stats]
+            kept = [(k, v) for k, v in points if k is not None and v is not None]
+            kept = [(k, v) for k, v in kept if math.isfinite(k) and math.isfinite(v)]
+            if kept:
+                settled = signal_convergence(stats, plateau_kimg=None).convergence_kimg
+                traces[label] = ([k for k, _ in kept], [v for _, v in kept], field, settled)
+                break
+    return traces

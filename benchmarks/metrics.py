@@ -16,6 +16,14 @@ non-negative, correlated and tie-free, like Inception pool features):
   float32 products inside the kernel from float32 features; advisor sums in float64.
 - ``compare``: advisor's ``compare_features`` with default options (bootstrap intervals on) at
   the large size and at 300 samples.
+- ``other``: the other measures, each timed next to one KID (100 subsets of 1000) on the same
+  sets: the Inception Score on [N, 1008] logits vs torch-fidelity's ``isc_features_to_metric``
+  on the same logits (plus advisor's head matmul from 2048-d features); the classifier measures
+  (GAN-train, GAN-test analogue, mode coverage, with bootstrap intervals; k-means surrogate
+  classes timed apart) on a target of ``--n-kid-small`` rows and N generated rows; SWD on two
+  sets of synthetic uint8 images (``--swd-images`` x ``--swd-size`` px; no peer is installed:
+  ProGAN's TensorFlow code is not), against KID on features of as many images (the network's
+  extraction, which SWD does not need, not included).
 - feature extraction: ``benchmarks/extraction.py`` (the lead's), when present, adds its keys.
 
 Run alone on an idle machine; ``--quick`` is a smoke run with small sizes.
@@ -225,6 +233,77 @@ def kid_section(n: int, dim: int, subsets: int, size: int) -> dict[str, object]:
     }
 
 
+def other_section(
+    n: int, n_target: int, dim: int, swd_images: int, swd_size: int
+) -> dict[str, object]:
+    import torch
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from advisor.metrics.classifier import ClassifierOptions, classifier_measures, kmeans_labels
+    from advisor.metrics.inception_score import inception_score
+    from advisor.metrics.swd import swd
+
+    out: dict[str, object] = {"n": n, "n_target": n_target, "dim": dim}
+    ref, cand = synthetic_features(n, dim, seed=7), synthetic_features(n, dim, seed=8, shift=0.05)
+    kid_s, _ = timed(lambda: kid(ref, cand))
+    out["kid_same_sets_s"] = kid_s
+
+    head = np.random.default_rng(3).standard_normal((dim, 1008), dtype=np.float32) / 8
+    head_s, logits = timed(lambda: cand @ head)
+    peer_s, peer = timed(lambda: isc_features_to_metric(torch.from_numpy(logits)))
+    ours_s, (mean, std) = timed(lambda: inception_score(logits))
+    out["is"] = {
+        "torch_fidelity_s": peer_s,
+        "advisor_s": ours_s,
+        "advisor_head_matmul_s": head_s,
+        "speedup": peer_s / ours_s,
+        "vs_kid": (ours_s + head_s) / kid_s,
+        "advisor": {"mean": mean, "std": std},
+        "torch_fidelity": {
+            "mean": peer["inception_score_mean"],
+            "std": peer["inception_score_std"],
+        },
+        "relative_difference": abs(mean - peer["inception_score_mean"]) / mean,
+    }
+
+    target = synthetic_features(n_target, dim, seed=9)
+    kmeans_s, labels = timed(lambda: kmeans_labels(target, 10, seed=0))
+    classifier_s, report = timed(
+        lambda: classifier_measures(target, labels, cand, options=ClassifierOptions())
+    )
+    kid_small_s, _ = timed(lambda: kid(target, cand))
+    out["classifier"] = {
+        "kmeans_10_s": kmeans_s,
+        "advisor_s": classifier_s,
+        "kid_same_sets_s": kid_small_s,
+        "vs_kid": classifier_s / kid_small_s,
+        "bootstrap": report.options.bootstrap,
+        "n_train": report.n_train,
+        "gan_train": report.gan_train.value,
+        "mode_coverage": report.mode_coverage.fraction.value,
+    }
+
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (swd_images, 3, swd_size // 4, swd_size // 4), dtype=np.uint8)
+    a = base.repeat(4, axis=2).repeat(4, axis=3)  # blocky images: structure at every level
+    b = np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)
+    swd_s, result = timed(lambda: swd(a, b))
+    fa = synthetic_features(swd_images, dim, seed=10)
+    fb = synthetic_features(swd_images, dim, seed=11)
+    kid_swd_s, _ = timed(lambda: kid(fa, fb))
+    out["swd"] = {
+        "images": swd_images,
+        "size": swd_size,
+        "levels": [size for size, _ in result.per_level],
+        "advisor_s": swd_s,
+        "peer": None,
+        "kid_same_count_s": kid_swd_s,
+        "vs_kid": swd_s / kid_swd_s,
+        "value": result.mean,
+    }
+    return out
+
+
 def compare_section(sizes: list[int], dim: int, options: MetricOptions) -> list[dict[str, object]]:
     rows = []
     for n in sizes:
@@ -315,6 +394,18 @@ def print_table(results: dict[str, Any]) -> None:
                 f"bootstrap {r['report']['options']['bootstrap']}",
             )
         )
+    if "other" in results:
+        r = results["other"]
+        i, c, s = r["is"], r["classifier"], r["swd"]
+        rows.append((f"IS {r['n']}x1008 logits", f"{i['advisor_s']:.3f}",
+                     f"{i['torch_fidelity_s']:.3f}", f"{i['speedup']:.1f}x",
+                     f"rel {i['relative_difference']:.1e}; +head {i['advisor_head_matmul_s']:.2f}s;"
+                     f" {i['vs_kid']:.2f}x one KID"))  # fmt: skip
+        tail = f"{c['vs_kid']:.1f}x one KID; k-means {c['kmeans_10_s']:.2f}s"
+        rows.append((f"classifier {r['n_target']}+{r['n']}x{r['dim']}", f"{c['advisor_s']:.2f}",
+                     "-", "-", tail))  # fmt: skip
+        rows.append((f"SWD {s['images']} imgs {s['size']}px", f"{s['advisor_s']:.2f}", "-", "-",
+                     f"{s['vs_kid']:.1f}x one KID on {s['images']} rows"))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
@@ -332,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kid-subsets", type=int, default=None, help="(100)")
     parser.add_argument("--kid-subset-size", type=int, default=None, help="(1000)")
     parser.add_argument("--k", type=int, default=5, help="k for all of PRDC")
+    parser.add_argument("--swd-images", type=int, default=None, help="images per SWD set (1000)")
+    parser.add_argument("--swd-size", type=int, default=None, help="SWD image side (64)")
     parser.add_argument("--skip", nargs="*", default=[], help="sections to skip")
     parser.add_argument("--skip-extraction", action="store_true")
     parser.add_argument("--extraction-images", type=int, default=None)
@@ -363,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         "kid": lambda: kid_section(n_kid, dim, subsets, size),
         "kid_small": lambda: kid_section(n_kid_small, dim, subsets, min(size, n_kid_small)),
         "compare": lambda: compare_section(compare_sizes, dim, MetricOptions()),
-    }
+        "other": lambda: other_section(
+            n_kid, n_kid_small, dim, args.swd_images or (200 if quick else 1000),
+            args.swd_size or (32 if quick else 64),
+        ),
+    }  # fmt: skip
     for name, run in sections.items():
         if name in args.skip:
             continue

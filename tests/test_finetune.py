@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_checkpoint
 from advisor.errors import AdvisorError
 from advisor.finetuning import FinetuneOptions, finetune, load_run
+from advisor.finetuning import convergence as cv
 from advisor.finetuning.inputs import build_networks
 from advisor.finetuning.options import resolve
 from advisor.finetuning.training import Trainer, d_layers
@@ -164,6 +165,11 @@ def test_ada_adjusts_p_every_interval_from_the_mean_sign_of_real_logits(source, 
     p, sign_mean, kw = calls[0]
     assert p == 0.0 and kw == {"batch": 8, "interval": 2, "ada_kimg": 1.0, "target": 0.6}
     assert -1.0 <= sign_mean <= 1.0 and abs(signs_after_one) <= 8
+    # The loss-only signal's ada_rt over the same two steps is the statistic ADA acted on.
+    signal = trainer.take_tick_signal()
+    assert signal["ada_rt"] == pytest.approx(sign_mean, abs=1e-12)
+    assert signal["d_gap"] == pytest.approx(signal["d_real"] - signal["d_fake"], abs=1e-12)
+    assert trainer.tick_sums == [0.0, 0.0, 0.0, 0]  # the next tick starts empty
     step = 8 * 2 / 1000
     expected = step if sign_mean > 0.6 else 0.0  # p is clamped at 0 from below
     assert trainer.ada_p == pytest.approx(expected, abs=1e-7)
@@ -192,6 +198,20 @@ def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(
     ]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["finished"] and summary["stopped_by"] == "kimg" and summary["kimg"] == 0.032
+    # The loss-only signal: per tick in stats.jsonl, its settling point in summary.json.
+    stats = [json.loads(line) for line in (folder / "stats.jsonl").read_text().splitlines()]
+    ema = None
+    for line in stats:
+        assert -1.0 <= line["ada_rt"] <= 1.0
+        assert line["d_gap"] == pytest.approx(line["d_real"] - line["d_fake"], abs=2e-6)
+        ema = round(cv.ema_step(ema, line["d_gap"], halflife=cv.DEFAULT_SIGNAL_HALFLIFE), 6)
+        assert line["d_gap_ema"] == ema
+    signal = summary["loss_signal"]
+    assert signal["signal"] == "d_gap" and signal["ticks"] == len(stats) == 4
+    expected = cv.signal_convergence(stats, plateau_kimg=summary["plateau_kimg"])
+    assert signal == json.loads(json.dumps(expected.to_dict()))
+    assert summary["plateau_kimg"] is None and signal["kimg_from_plateau"] is None  # 3 evaluations
+    assert "fid has not plateaued" in signal["note"]
 
 
 def test_resume_continues_exactly_as_an_uninterrupted_run(source, target, tmp_path):
@@ -210,6 +230,24 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(source, target, tmp_pa
     sa = json.loads((whole.path / "snapshots/state-000000032.json").read_text())["scalars"]
     sb = json.loads((resumed.path / "snapshots/state-000000032.json").read_text())["scalars"]
     assert sa == sb
+
+
+def test_resume_in_the_middle_of_a_tick_keeps_the_loss_signal_exact(source, target, tmp_path):
+    # Ticks of 16 images, the first part stops (and snapshots) after 8: the half-tick's sums
+    # and the EMA must come back from the snapshot and stats.jsonl.
+    fields = ("ada_rt", "d_real", "d_fake", "d_gap", "d_gap_ema", "loss_g", "loss_d")
+    base = {**FAST, "metric_every": None, "tick_kimg": 0.016}
+    whole = finetune(
+        source, target, run_dir=tmp_path / "whole", options=FinetuneOptions(**base), device="cpu"
+    )
+    half = FinetuneOptions(**{**base, "kimg": 0.008})
+    finetune(source, target, run_dir=tmp_path / "split", options=half, device="cpu")
+    from advisor.finetuning import resume
+
+    resumed = resume(tmp_path / "split", kimg=0.032, device="cpu")
+    a = [{k: s[k] for k in ("nimg", *fields)} for s in whole.stats]
+    b = [{k: s[k] for k in ("nimg", *fields)} for s in resumed.stats]
+    assert [s["nimg"] for s in a] == [16, 32] and a == b
 
 
 def _cli(*args: str, **env: str) -> subprocess.Popen:

@@ -337,3 +337,24 @@ def test_cli_compare_notes_go_to_stderr_and_missing_metric_is_an_error(tmp_path)
     assert missing.exit_code == 1 and "none of the runs has a finite density" in missing.output
     unknown = _invoke("compare", a, "--metric", "ssim")
     assert unknown.exit_code == 2 and "ssim" in unknown.output
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_plot_curves_adds_the_loss_signal_panel_only_for_runs_that_logged_it(tmp_path):
+    pytest.importorskip("matplotlib")
+    plain = load_run(write_run(tmp_path / "plain"))
+    assert _png_size(plot_curves([plain], "fid", tmp_path / "plain.png")) == (700, 450)
+    folder = write_run(tmp_path / "signal")
+    lines = [json.loads(line) for line in (folder / "stats.jsonl").read_text().splitlines()]
+    for i, line in enumerate(lines):
+        line.update(d_real=1.0 + 0.1 * i, d_fake=-1.0, d_gap=2.0 + 0.1 * i, d_gap_ema=2.0)
+    (folder / "stats.jsonl").write_text("".join(_line(line) for line in lines))
+    out = plot_curves([plain, load_run(folder)], "fid", tmp_path / "both.png")
+    assert _png_size(out) == (700, 650)  # a second panel under the metric
+    first = out.read_bytes()
+    assert plot_curves([plain, load_run(folder)], "fid", out).read_bytes() == first

@@ -112,7 +112,29 @@ def features_command(
     help="Bootstrap resamples for confidence intervals (0: none).  [default: 200]",
 )
 @click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True)
-@seed_option("Seed of KID's subsets and the bootstrap.")
+@click.option(
+    "--metrics",
+    "metrics",
+    default="default",
+    show_default=True,
+    help="default (FID, KID, precision, recall, density, coverage); 'all' adds is, swd and "
+    "classifier (GAN-train, GAN-test confidence, mode coverage); or a comma list of them.",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Classifier measures on an unlabelled REFERENCE: K surrogate classes from k-means.  "
+    "[default: REFERENCE's sub-folders are its classes]",
+)
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Mode coverage: a class counts as covered with at least this many samples.",
+)
+@seed_option("Seed of KID's subsets, the bootstrap, SWD, k-means and the classifier split.")
 @json_option("Print one JSON object.")
 @feature_options
 def compare_command(
@@ -124,6 +146,9 @@ def compare_command(
     kid_subset_size: int,
     bootstrap: int | None,
     confidence: float,
+    metrics: str,
+    classes: int | None,
+    min_count: int,
     seed: int,
     as_json: bool,
     extractor: str | None,
@@ -144,6 +169,12 @@ def compare_command(
     recall: fraction of REFERENCE inside CANDIDATE's.
     """
     from advisor.compare import CompareRequest, protocol_options_without_effect, run_compare
+    from advisor.metrics.other import parse_measures
+
+    try:
+        groups = parse_measures(metrics)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
 
     flags = FeatureFlags(
         extractor=extractor, extractor_weights=extractor_weights, precision=precision,
@@ -178,6 +209,9 @@ def compare_command(
         bootstrap=bootstrap,
         confidence=confidence,
         seed=seed,
+        metrics=groups,
+        classes=classes,
+        min_count=min_count,
     )
     result = run_compare(request, on_progress=flags.progress())
     for feature_set in (result.reference, result.candidate):
@@ -210,6 +244,7 @@ def format_compare(result: CompareResult) -> str:
         )
         lines.append(f"{name:<10} {est.value:>10.{digits}f}   {ci}")
     lines.append(f"{'kid_std':<10} {r.kid_std:>10.5f}   (over KID subsets)")
+    lines.extend(_format_other(result))
     lines.append("")
     protocol = result.protocol
     shown = protocol.summary() if protocol is not None else "unknown (plain .npy features)"
@@ -224,3 +259,38 @@ def format_compare(result: CompareResult) -> str:
     )
     lines.extend(f"note: {note}" for note in dict.fromkeys(result.notes))
     return "\n".join(lines)
+
+
+def _format_other(result: CompareResult) -> list[str]:
+    """Table lines for the extra measures that were computed (none by default)."""
+    other = result.other
+    lines = []
+
+    def row(name: str, value: float, low: float | None, high: float | None, tail: str = "") -> str:
+        ci = f"[{low:.4f}, {high:.4f}]" if low is not None and high is not None else "-"
+        return f"{name:<10} {value:>10.4f}   {ci}{tail}"
+
+    if other.inception_score is not None:
+        ref = other.reference_inception_score
+        tail = f"   (std {other.inception_score.std:.3f} over splits"
+        tail += f"; reference {ref.mean:.3f})" if ref is not None else ")"
+        lines.append(row("is", other.inception_score.mean, None, None, tail))
+    if other.swd is not None:
+        levels = ", ".join(f"{size}px {value:.4f}" for size, value in other.swd.per_level)
+        lines.append(row("swd", other.swd.mean, None, None, f"   ({levels})"))
+    if other.classifier is not None:
+        c = other.classifier
+        for name in ("gan_train", "real_train", "gan_test_confidence"):
+            est = getattr(c, name)
+            lines.append(row(name[:10] if name != "gan_test_confidence" else "gan_test*",
+                             est.value, est.low, est.high))  # fmt: skip
+        mc = c.mode_coverage
+        lines.append(
+            row("modes", mc.fraction.value, mc.fraction.low, mc.fraction.high,
+                f"   ({mc.covered} of {mc.classes} classes with >= {mc.min_count} of {mc.n})")
+        )  # fmt: skip
+        lines.append(
+            f"classes: {c.labels}; gan_test* = mean top-class confidence (GAN-test's "
+            "unconditional analogue)"
+        )
+    return lines

@@ -132,10 +132,32 @@ def _echo(event: dict[str, Any]) -> None:
 @click.option("--metric-samples", type=int, default=1000, show_default=True)
 @click.option(
     "--metric",
-    type=click.Choice(["fid", "kid", "recall", "coverage"]),
+    type=click.Choice(
+        [
+            "fid",
+            "kid",
+            "recall",
+            "coverage",
+            "precision",
+            "density",
+            "is",
+            "swd",
+            "gan_train",
+            "gan_test_confidence",
+            "mode_coverage",
+        ]
+    ),  # fmt: skip
     default="fid",
     show_default=True,
-    help="The curve that decides best and stops.",
+    help="The curve that decides best and stops (the other measures are computed only when "
+    "tracked; see README, 'Other measures').",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=2),
+    default=None,
+    help="--metric gan_train/gan_test_confidence/mode_coverage on an unlabelled target: K "
+    "surrogate classes from k-means.  [default: the target's sub-folders]",
 )
 @click.option("--extractor", default="efficientnet-lite0", show_default=True)
 @click.option("--plateau-delta", type=float, default=0.02, show_default=True)
@@ -178,6 +200,7 @@ def finetune_command(
     metric_every: float,
     metric_samples: int,
     metric: str,
+    classes: int | None,
     extractor: str,
     plateau_delta: float,
     plateau_window: int,
@@ -235,6 +258,7 @@ def finetune_command(
             metric_every=metric_every or None,
             metric_samples=metric_samples,
             metric=metric,
+            classes=classes,
             extractor=extractor,
             plateau_delta=plateau_delta,
             plateau_window=plateau_window,

@@ -198,6 +198,11 @@ class FeatureExtractor(FoldsBatchNorm):
     pixel_std: ClassVar[tuple[float, float, float]]
     #: Run convolutions in channels_last (NHWC) memory format (see the subclass for why).
     channels_last: ClassVar[bool] = True
+    #: Classes of the network's own classifier head (:meth:`head_logits`); None: no head.
+    head_classes: ClassVar[int | None] = None
+    #: True when an Inception Score from this head is the published one (the FID Inception's
+    #: 1008-way head); any other head's IS is marked not comparable with published IS.
+    head_is_standard: ClassVar[bool] = False
 
     protocol: FeatureProtocol
 
@@ -235,6 +240,14 @@ class FeatureExtractor(FoldsBatchNorm):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Map a normalised float batch [N, 3, S, S] (S = input_size) to features [N, dim]."""
+        raise NotImplementedError
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The classifier head: float32 features [N, dim] -> logits [N, head_classes].
+
+        Every head here is linear on the pooled features, so logits follow from the features
+        (cached or fresh) without a second pass over the images; see :meth:`head_logits`.
+        """
         raise NotImplementedError
 
     # --- shared machinery -----------------------------------------------------------------
@@ -275,6 +288,22 @@ class FeatureExtractor(FoldsBatchNorm):
         self.protocol = self.describe(
             name=self.protocol.extractor, weights=weights, precision=self.protocol.precision
         )
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Classifier logits of features this extractor made: float32 [N, dim] on any device
+        -> float32 [N, head_classes] on the extractor's device, computed in fp32 (no TF32, no
+        autocast: under bf16 the features are already rounded, the head is not).
+
+        Raises :class:`AdvisorError` when the network has no classifier head, and
+        ``ValueError`` for features of another shape.
+        """
+        if self.head_classes is None:
+            raise AdvisorError(f"{self.protocol.extractor} has no classifier head (no logits)")
+        if features.ndim != 2 or features.shape[1] != self.dim:
+            raise ValueError(f"expected features [N, {self.dim}], got {tuple(features.shape)}")
+        with torch.inference_mode(), fp32_math():
+            out = self.head(features.to(self._scale.device, torch.float32))
+        return out.to(torch.float32, copy=True)
 
     def train(self, mode: bool = True) -> FeatureExtractor:
         """Feature extractors stay in eval mode (BatchNorm uses running statistics)."""

@@ -130,8 +130,8 @@ class EfficientNetLite0Features(FeatureExtractor):
     """EfficientNet-Lite0 pooled features: uint8 [N, 3, H, W] -> float32 [N, 1280].
 
     Input is resized to 224x224 (protocol resize) and mapped to (x - 127) / 128.
-    ``_fc`` (1000 ImageNet classes) is kept for strict loading and sanity checks: logits are
-    ``self._fc(features)``.
+    ``_fc`` (1000 ImageNet classes) is the classifier head: logits are ``self._fc(features)``
+    (:meth:`head`); an Inception Score from them is not comparable with published IS.
     """
 
     input_size = 224
@@ -140,6 +140,7 @@ class EfficientNetLite0Features(FeatureExtractor):
     pixel_std = (128.0, 128.0, 128.0)
     # channels_last is faster on CPU (oneDNN's NHWC kernels, depthwise convs especially).
     channels_last = True
+    head_classes = 1000
 
     def __init__(self, *, precision: str = "fp32") -> None:
         super().__init__(name="efficientnet-lite0", precision=precision)
@@ -167,6 +168,10 @@ class EfficientNetLite0Features(FeatureExtractor):
             x = block(x)
         x = F.relu6(self._conv_head(x), inplace=True)
         return x.mean(dim=(2, 3))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features [N, 1280] -> ImageNet logits [N, 1000] (``_fc``, with its bias)."""
+        return self._fc(features)
 
     @classmethod
     def locate_weights(

@@ -20,10 +20,14 @@ import numpy as np
 import torch
 
 from advisor.devices import resolve_device
+from advisor.errors import AdvisorError
 from advisor.features import extractor_protocol, get_extractor
 from advisor.features.base import FeatureExtractor, FeatureProtocol
 
-__all__ = ["SharedExtractor", "extract_features"]
+__all__ = ["SharedExtractor", "extract_features", "logits_of"]
+
+#: Feature rows per block when logits are computed from features (bounds memory only).
+LOGIT_BLOCK_ROWS = 4096
 
 
 def extract_features(
@@ -103,3 +107,48 @@ class SharedExtractor:
                 )
                 self._built[key] = extractor
         return extractor
+
+
+def logits_of(
+    shared: SharedExtractor,
+    features: np.ndarray,
+    *,
+    protocol: FeatureProtocol | None,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Classifier logits of features made under ``protocol``: float32 ``[N, head_classes]``.
+
+    The second output of the one extraction path: every extractor's head is linear on its
+    pooled features (:meth:`FeatureExtractor.head_logits`), so logits come from the features
+    (fresh or cached) through ``shared``'s network on ``device``, and no image is read twice.
+    ``protocol`` (the features' own, None when unknown) must name ``shared``'s network and
+    weights; a mismatch is an :class:`AdvisorError`, since another network's head would give
+    meaningless logits.
+    """
+    if protocol is None:
+        raise AdvisorError(
+            "logits need features of known protocol (a .npz from advisor), not a plain .npy"
+        )
+    ours = shared.protocol
+    if (protocol.extractor, protocol.weights_sha256, protocol.dim) != (
+        ours.extractor,
+        ours.weights_sha256,
+        ours.dim,
+    ):
+        raise AdvisorError(
+            f"these features were made with {protocol.extractor} (weights "
+            f"{protocol.weights_sha256[:12]}), not {ours.extractor} (weights "
+            f"{ours.weights_sha256[:12]}); logits need the head of the same network"
+        )
+    network = shared.on(device)
+    blocks = [
+        network.head_logits(
+            torch.from_numpy(np.ascontiguousarray(features[i : i + LOGIT_BLOCK_ROWS]))
+        )
+        .cpu()
+        .numpy()
+        for i in range(0, len(features), LOGIT_BLOCK_ROWS)
+    ]
+    if not blocks:
+        return np.zeros((0, network.head_classes or 0), dtype=np.float32)
+    return np.concatenate(blocks).astype(np.float32, copy=False)

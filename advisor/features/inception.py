@@ -234,6 +234,8 @@ class InceptionV3Features(FeatureExtractor):
     pixel_std = (127.5, 127.5, 127.5)
     # channels_last is faster on CPU (oneDNN's NHWC kernels) and on GPU.
     channels_last = True
+    head_classes = 1008
+    head_is_standard = True
 
     def __init__(self, *, precision: str = "fp32") -> None:
         super().__init__(name="inception", precision=precision)
@@ -253,7 +255,8 @@ class InceptionV3Features(FeatureExtractor):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, pool="avg")
         self.Mixed_7c = InceptionE(2048, pool="max")
-        # Unused for features; kept so the published file (1008 classes) loads strictly.
+        # Not part of the features; the classifier head of :meth:`head` (1008 classes), and
+        # the published file loads strictly with it.
         self.fc = nn.Linear(2048, 1008)
         self.finish_init()
 
@@ -268,6 +271,12 @@ class InceptionV3Features(FeatureExtractor):
         x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
         return x.mean(dim=(2, 3))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """pool3 [N, 2048] -> 1008-way logits ``features @ fc.weight.T``, WITHOUT the bias: the
+        logits the Inception Score is defined on (the original TF IS code multiplies pool3 by
+        the softmax weights alone; torch-fidelity's ``logits_unbiased``)."""
+        return features @ self.fc.weight.T
 
     @classmethod
     def locate_weights(

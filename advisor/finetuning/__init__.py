@@ -12,7 +12,7 @@ Modules: ``options`` (the typed options and NVlabs' auto rules), ``augment`` (th
 pipeline), ``training`` (losses, lazy regularisation, EMA, FreezeD, DDP gradients), ``run``
 (the loop: start, track, stop, resume), ``folder`` (its files: atomic JSON, JSONL,
 snapshots, grids), ``inputs`` (networks per init, target data, the G_ema evaluator),
-``convergence`` (best, plateau, rate).
+``convergence`` (best, plateau, rate, and where the loss-only signal settles).
 """
 
 from __future__ import annotations

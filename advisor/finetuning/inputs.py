@@ -22,6 +22,8 @@ from advisor.features.base import FeatureProtocol
 from advisor.finetuning.options import FinetuneOptions
 from advisor.finetuning.training import Distributed, d_layers
 from advisor.metrics import MetricOptions
+from advisor.metrics.classifier import ClassifierOptions, Labels
+from advisor.metrics.other import MEASURE_GROUP_OF
 from advisor.networks import Discriminator, Generator
 
 METRIC_SEED_BASE = 0
@@ -211,6 +213,9 @@ class Evaluator:
         self.target = compute_features(target, options=feature_options, extractor=shared)
         self.extractor = shared.on(device)
         self.options, self.device, self.dist = options, device, dist
+        self.target_path = target
+        self._target_images: np.ndarray | None = None
+        self._labels: Labels | None = None
         self.seeds = list(range(METRIC_SEED_BASE, METRIC_SEED_BASE + options.metric_samples))
         self.protocol = EvalProtocol(
             extractor=self.extractor.protocol,
@@ -235,7 +240,12 @@ class Evaluator:
             noise_mode=self.protocol.noise_mode,
             device=self.device,
         )
-        rows = [self.extractor(b) for b in batches]
+        kept: list[torch.Tensor] = []  # the images themselves, for SWD only
+        rows = []
+        for b in batches:
+            rows.append(self.extractor(b))
+            if self.options.metric == "swd":
+                kept.append(b)
         feats = torch.cat(rows).cpu()
         if self.dist.active:
             feats = _gather_interleaved(feats, len(self.seeds), w)
@@ -246,10 +256,42 @@ class Evaluator:
             feats.numpy(),
             options=self.protocol.metrics,
         )
-        return {
+        values = {
             name: float(getattr(report, name).value)
             for name in ("fid", "kid", "precision", "recall", "density", "coverage")
         }
+        if self.options.metric in MEASURE_GROUP_OF:
+            values[self.options.metric] = self._other(feats, kept)
+        return values
+
+    def _other(self, feats: torch.Tensor, kept: list[torch.Tensor]) -> float:
+        """The tracked other measure of these samples (only on rank 0; ``kept``: the uint8
+        sample batches, for SWD, which needs the images themselves)."""
+        from advisor.metrics.classifier import classifier_measures
+        from advisor.metrics.inception_score import score_logits
+        from advisor.metrics.swd import swd
+        from advisor.other_measures import images_at, target_labels
+
+        name = self.options.metric
+        if name == "is":
+            logits = self.extractor.head_logits(feats).cpu().numpy()
+            head = f"{self.extractor.protocol.extractor} head"
+            standard = self.extractor.head_is_standard and self.extractor.protocol.comparable
+            return score_logits(logits, head=head, standard_head=standard).mean
+        if name == "swd":
+            if kept and self._target_images is None:
+                self._target_images = images_at(self.target_path, int(kept[0].shape[-1]))
+            images = torch.cat(kept).numpy() if kept else None
+            if images is None or self._target_images is None:
+                return math.nan  # a process without samples
+            return swd(self._target_images, images).mean
+        if self._labels is None:
+            self._labels = target_labels(self.target, classes=self.options.classes, seed=0)
+        report = classifier_measures(self.target.features, self._labels, feats.numpy(),
+                                     options=ClassifierOptions(bootstrap=0))  # fmt: skip
+        if name == "mode_coverage":
+            return report.mode_coverage.fraction.value
+        return float(getattr(report, name).value)
 
 
 def _gather_interleaved(feats: torch.Tensor, total: int, world: int) -> torch.Tensor:

@@ -50,7 +50,10 @@ class FinetuneOptions:
     ``aug_p``; ``none``), ``precision`` (``bf16`` autocast for the networks' convolutions).
     Schedule: ``kimg`` total, ``tick_kimg`` (a stats line), ``metric_every`` and
     ``snapshot_every`` in kimg, ``keep_snapshots`` (the last K, plus the best).
-    Tracking: ``metric`` (the curve that decides best, plateau and stops), ``metric_samples``
+    Tracking: ``metric`` (the curve that decides best, plateau and stops; one of the default
+    set, or an other measure: ``is``, ``swd``, ``gan_train``, ``gan_test_confidence``,
+    ``mode_coverage``, computed only when tracked; ``classes``: k-means surrogate classes for
+    the classifier measures on an unlabelled target), ``metric_samples``
     G_ema samples from fixed seeds against the target's cached features with ``extractor``,
     ``plateau_delta`` (relative), ``plateau_window`` (evaluations), ``stop_at_plateau``,
     ``stop_if_worse`` (evaluations without a new best).
@@ -83,6 +86,7 @@ class FinetuneOptions:
     metric_every: float | None = 5.0
     metric_samples: int = 1000
     metric: str = "fid"
+    classes: int | None = None
     extractor: str = "efficientnet-lite0"
     plateau_delta: float = 0.02
     plateau_window: int = 3
@@ -98,6 +102,8 @@ class FinetuneOptions:
         _choice("aug", self.aug, ("ada", "fixed", "none"))
         _choice("precision", self.precision, ("fp32", "bf16"))
         _choice("metric", self.metric, tuple(TRACKED_METRICS))
+        if self.classes is not None:
+            _integer("classes", self.classes, 2, 10_000)
         _real("kimg", self.kimg, 0.0, MAX_KIMG, low_open=True)
         if self.batch is not None:
             _integer("batch", self.batch, 1, MAX_BATCH)

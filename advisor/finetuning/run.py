@@ -4,8 +4,10 @@ The run folder is the record (see the README's "Fine-tuning" section)::
 
     RUN/config.json        every option resolved, the source checkpoint, versions, load report
     RUN/metrics.jsonl      one line per evaluation of G_ema (kimg 0 first)
-    RUN/stats.jsonl        one line per tick: losses, R1, path length, ADA p, lr, s/kimg, memory
-    RUN/summary.json       best value and kimg, plateau, convergence rate, wall time, s/kimg
+    RUN/stats.jsonl        one line per tick: losses, R1, path length, ADA p, lr, s/kimg, memory,
+                           and the loss-only signal (ada_rt, d_real, d_fake, d_gap, d_gap_ema)
+    RUN/summary.json       best value and kimg, plateau, convergence rate, wall time, s/kimg,
+                           and loss_signal: where d_gap settles, in kimg from the plateau
     RUN/snapshots/snapshot-NNNNNNNNN.{safetensors,json}   advisor checkpoints (NNN = images seen)
     RUN/snapshots/best.{safetensors,json}                 the best evaluation's networks
     RUN/snapshots/state-NNNNNNNNN.{safetensors,json}      optimiser moments and counters
@@ -125,6 +127,7 @@ def _summary(
     finished: bool,
     stopped_by: str,
     best: str | None,
+    stats: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     kimg = [r["kimg"] for r in metrics]
     values = [r["metrics"].get(options.metric, math.nan) for r in metrics]
@@ -136,6 +139,9 @@ def _summary(
         delta=options.plateau_delta,
         window=options.plateau_window,
     )
+    signal = convergence.signal_convergence(
+        stats, plateau_kimg=conv.plateau_kimg, metric=options.metric
+    )
     return {
         **conv.to_dict(),
         "wall_s": round(wall_s, 3),
@@ -144,6 +150,7 @@ def _summary(
         "finished": finished,
         "stopped_by": stopped_by,
         "best_snapshot": best,
+        "loss_signal": signal.to_dict(),
     }
 
 
@@ -156,11 +163,17 @@ def train(
     meta: CheckpointMetadata,
     run: dict[str, Any],
     metrics: list[dict[str, Any]],
+    stats: Sequence[dict[str, Any]] = (),
     wall_offset: float = 0.0,
     train_offset: float = 0.0,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Train until ``kimg``, a stop rule or Ctrl-C; returns the result (see module docstring)."""
+    """Train until ``kimg``, a stop rule or Ctrl-C; returns the result (see module docstring).
+
+    ``metrics`` and ``stats`` are the run's records so far (empty for a new run); the loss-only
+    signal's EMA continues from the last stats line, so a resumed run writes what the
+    uninterrupted one would have.
+    """
     o = trainer.options
     device = trainer.device
     rank0 = trainer.dist.rank == 0
@@ -168,6 +181,9 @@ def train(
     start = time.perf_counter()
     train_s = train_offset
     writer = _tensorboard(folder) if rank0 else None
+    stats = list(stats)
+    last_ema = stats[-1].get(f"{convergence.SIGNAL}_ema") if stats else None
+    signal_ema = float(last_ema) if isinstance(last_ema, (int, float)) else None
 
     def boundary(every: float | None) -> int | None:
         if every is None:
@@ -198,7 +214,7 @@ def train(
         )
         if improved:
             save_checkpoint(folder.snapshots / "best", checkpoint_of(trainer, meta, run))
-        _plot(folder, metrics, o.metric)
+        _plot(folder, metrics, o.metric, stats)
         if writer is not None:
             for key, v in values.items():
                 writer.add_scalar(f"metrics/{key}", v, trainer.nimg)
@@ -250,6 +266,15 @@ def train(
             if next_tick is not None and trainer.nimg >= next_tick:
                 tick += 1
                 elapsed = time.perf_counter() - tick_start
+                signal = {k: _rounded(v) for k, v in trainer.take_tick_signal().items()}
+                gap = signal[convergence.SIGNAL]
+                if gap is not None:
+                    signal_ema = round(
+                        convergence.ema_step(
+                            signal_ema, gap, halflife=convergence.DEFAULT_SIGNAL_HALFLIFE
+                        ),
+                        6,
+                    )
                 line = {
                     "kimg": trainer.nimg / 1000,
                     "tick": tick,
@@ -257,15 +282,18 @@ def train(
                     "s_per_kimg": round(elapsed / ((trainer.nimg - tick_nimg) / 1000), 3),
                     **{k: round(v, 6) for k, v in losses.items()},
                     "ada_p": round(trainer.ada_p, 6),
+                    **signal,
+                    f"{convergence.SIGNAL}_ema": signal_ema,
                     "lr": o.lr,
                     "memory_mb": round(_memory_mb(device), 1),
                     "wall_s": round(wall_offset + time.perf_counter() - start, 3),
                 }
+                stats.append(line)
                 if rank0:
                     append_jsonl(folder.stats, line)
                     if writer is not None:
-                        for key in ("loss_g", "loss_d", "r1", "pl", "ada_p"):
-                            if key in line:
+                        for key in ("loss_g", "loss_d", "r1", "pl", "ada_p", "ada_rt", "d_gap"):
+                            if line.get(key) is not None:
                                 writer.add_scalar(f"train/{key}", line[key], trainer.nimg)
                     if progress:
                         progress({"event": "tick", **line})
@@ -299,6 +327,7 @@ def train(
         finished=finished,
         stopped_by=stopped_by,
         best=str(best.relative_to(folder.path)) if best.is_file() else None,
+        stats=stats,
     )
     if rank0:
         write_json(folder.summary, summary)
@@ -363,12 +392,20 @@ def _barrier(dist: Distributed) -> None:
         torch.distributed.barrier()
 
 
-def _plot(folder: RunFolder, metrics: list[dict[str, Any]], metric: str) -> None:
+def _rounded(value: float) -> float | None:
+    """A stats value to 6 decimals; ``None`` for NaN (JSON has no NaN)."""
+    return round(value, 6) if math.isfinite(value) else None
+
+
+def _plot(
+    folder: RunFolder, metrics: list[dict[str, Any]], metric: str, stats: list[dict[str, Any]]
+) -> None:
     try:
         from advisor.runs import plot_metric_curves
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return
-    plot_metric_curves({folder.path.name: metrics}, metric, folder.path / "curves.png")
+    name = folder.path.name
+    plot_metric_curves({name: metrics}, metric, folder.path / "curves.png", signals={name: stats})
 
 
 def _tensorboard(folder: RunFolder) -> Any:
@@ -536,6 +573,7 @@ def resume_finetune(
         meta=meta,
         run=run,
         metrics=metrics,
+        stats=stats,
         wall_offset=float(state_doc.get("wall_s", 0.0)),
         train_offset=float(state_doc.get("train_s", 0.0)),
         progress=progress,

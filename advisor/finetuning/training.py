@@ -106,6 +106,8 @@ class Trainer:
         self.pl_mean = torch.zeros([], device=device)
         self.ada_signs = 0.0
         self.ada_count = 0
+        # Since the last tick: sum of sign(D(real)), of D(real), of D(fake) logits, and images.
+        self.tick_sums = [0.0, 0.0, 0.0, 0]
         self.last: dict[str, float] = {}
 
     # ----------------------------------------------------------------------------- setup
@@ -211,8 +213,13 @@ class Trainer:
             loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
             loss.backward()
             stats["loss_d"] = float(loss.detach())
-            self.ada_signs += float(real_logits.detach().sign().sum())
+            real_signs = float(real_logits.detach().sign().sum())
+            self.ada_signs += real_signs
             self.ada_count += n
+            self.tick_sums[0] += real_signs
+            self.tick_sums[1] += float(real_logits.detach().sum())
+            self.tick_sums[2] += float(fake_logits.detach().sum())
+            self.tick_sums[3] += n
 
         # Dreg: R1 on reals, lazily.
         if o.r1_gamma and self.step_count % o.r1_interval == 0:
@@ -293,6 +300,23 @@ class Trainer:
         )
         self.augment.p.fill_(p)
 
+    def take_tick_signal(self) -> dict[str, float]:
+        """D's outputs since the last call, over every process, and start a new tick.
+
+        ``ada_rt`` = E[sign(D(real))] (ADA's overfitting statistic), ``d_real``/``d_fake`` = the
+        mean logit on the (augmented) reals and fakes of the Dmain phase, ``d_gap`` = their
+        difference; NaN when no D step ran. Every process must call it (one ``all_reduce``).
+        """
+        sums = torch.tensor(self.tick_sums, dtype=torch.float64)
+        if self.dist.active:
+            torch.distributed.all_reduce(sums)
+        self.tick_sums = [0.0, 0.0, 0.0, 0]
+        count = float(sums[3])
+        if count <= 0:
+            return {k: math.nan for k in ("ada_rt", "d_real", "d_fake", "d_gap")}
+        rt, real, fake = (float(v) / count for v in sums[:3])
+        return {"ada_rt": rt, "d_real": real, "d_fake": fake, "d_gap": real - fake}
+
     @property
     def ada_p(self) -> float:
         """The augmentation probability now (0 without augmentation)."""
@@ -317,6 +341,10 @@ class Trainer:
             "step": self.step_count,
             "ada_signs": self.ada_signs,
             "ada_count": self.ada_count,
+            "tick_sign_real": self.tick_sums[0],
+            "tick_d_real": self.tick_sums[1],
+            "tick_d_fake": self.tick_sums[2],
+            "tick_count": self.tick_sums[3],
         }
 
     def load_state(self, tensors: dict[str, torch.Tensor], scalars: dict[str, float]) -> None:
@@ -325,6 +353,13 @@ class Trainer:
         self.step_count = int(scalars["step"])
         self.ada_signs = float(scalars["ada_signs"])
         self.ada_count = int(scalars["ada_count"])
+        # Snapshots written before the loss-only signal lack these: the tick starts empty.
+        self.tick_sums = [
+            float(scalars.get("tick_sign_real", 0.0)),
+            float(scalars.get("tick_d_real", 0.0)),
+            float(scalars.get("tick_d_fake", 0.0)),
+            int(scalars.get("tick_count", 0)),
+        ]
         self.pl_mean.copy_(tensors["pl_mean"])
         if self.augment is not None and "augment.p" in tensors:
             self.augment.p.copy_(tensors["augment.p"])

@@ -21,7 +21,9 @@ from advisor.features.pipeline import FeatureOptions, compute_features
 from advisor.features.samples import seeds_text
 from advisor.features.store import SampleFeatureStore
 from advisor.images import ImageSet, open_image_set
-from advisor.metrics import MetricOptions
+from advisor.metrics import Estimate, MetricOptions
+from advisor.metrics.classifier import Labels
+from advisor.metrics.other import MEASURE_GROUP_OF
 from advisor.progress import Progress, default_progress, progress_task
 from advisor.ranking.options import Metric, RankOptions, Setting, SourceData, default_samples
 from advisor.ranking.result import Ranking, RankProtocol, RankRow, TargetInfo
@@ -58,6 +60,8 @@ def rank(
     devices: Sequence[str] = (),
     batch_size: int = 32,
     metrics: MetricOptions | None = None,
+    classes: int | None = None,
+    min_count: int = 10,
     cache: bool = True,
     offline: bool | None = None,
     progress: bool = True,
@@ -71,8 +75,9 @@ def rank(
         registry: the checkpoint registry (None: ``load_registry(registry_files)``).
         checkpoints: registry names or checkpoint files to rank (default: every registry
             entry at the target's resolution); ``include_all``: every entry.
-        tags: needs tags in the registry (today's has none: an error says so).
-        source_data: ``{name: folder, .zip or feature file}`` ranked in the ``source`` setting.
+        tags: rank the registry entries carrying any of these tags (e.g. ``("demo",)``).
+        source_data: ``{name: folder, .zip or feature file}`` ranked in the ``source`` setting
+            (None: the selected registry entries' ``source_features``).
         n_samples: samples per checkpoint (None: the target's image count clamped to
             1,000..10,000); every checkpoint uses the same seeds ``0 .. n-1``.
         by: the ranking metric (``fid`` and ``kid``: lower is better).
@@ -80,6 +85,8 @@ def rank(
         device: one device for everything; ``devices``: one worker per device (default: every
             visible CUDA device, else the CPU).
         metrics: k, bootstrap resamples, confidence (also the tie confidence), seed.
+        classes, min_count: for ``by`` a classifier measure: k-means surrogate classes of an
+            unlabelled target (None: its sub-folders), and mode coverage's m.
         progress: show download and progress bars; ``on_progress``: report progress to this
             callback instead of bars (see :mod:`advisor.progress`).
 
@@ -105,6 +112,8 @@ def rank(
         devices=(device,) if device is not None else tuple(devices),
         batch_size=batch_size,
         metrics=metrics if metrics is not None else MetricOptions(),
+        classes=classes,
+        min_count=min_count,
         cache=cache,
         offline=offline,
         progress=progress,
@@ -189,12 +198,14 @@ def rank_with(
         resamples=SharedResamples(options.metrics),
         store=SampleFeatureStore(),
         source_features=features_of,
+        labels=_target_labels(target_set, options),
     )
     jobs: list[Candidate | SourceData] = []
     if options.setting in ("generated", "both"):
         jobs += candidates
+    no_features: list[Skip] = []
     if options.setting in ("source", "both"):
-        jobs += list(options.source_data)
+        jobs += list(options.source_data) or _registry_sources(candidates, no_features)
     results = run_spread(
         jobs,
         devices,
@@ -202,7 +213,7 @@ def rank_with(
         costs=[float((getattr(j, "resolution", None) or 256) ** 2) for j in jobs],
     )
     scored = [r for r in results if isinstance(r, Scored)]
-    skipped = tuple(r for r in results if isinstance(r, Skip))
+    skipped = tuple(no_features) + tuple(r for r in results if isinstance(r, Skip))
     if not scored:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3]) or "nothing selected"
         raise AdvisorError(f"no usable checkpoint to rank ({reasons})")
@@ -231,6 +242,39 @@ def rank_with(
     return Ranking(target=info, protocol=protocol, selection=selection, rows=rows, skipped=skipped)
 
 
+def _registry_sources(candidates: list[Candidate], skips: list[Skip]) -> list[SourceData]:
+    """The training-data features the registry gives for ``candidates`` (the ``source``
+    setting without ``--source-data``); a candidate without any is appended to ``skips``."""
+    sources = []
+    for candidate in candidates:
+        record = candidate.record
+        if record is not None and record.source_features is not None:
+            sources.append(SourceData(name=candidate.name, path=str(record.source_features)))
+        else:
+            reason = "its registry entry gives no source_features (pass --source-data NAME=DIR)"
+            skips.append(Skip(name=candidate.name, setting="source", reason=reason))
+    return sources
+
+
+def _target_labels(target: FeatureSet, options: RankOptions) -> Labels | None:
+    """The target's classes when the ranking is by a classifier measure (else None);
+    :class:`AdvisorError` for an unlabelled target without ``--classes``."""
+    if MEASURE_GROUP_OF.get(options.by) != "classifier":
+        return None
+    from advisor.other_measures import target_labels
+
+    return target_labels(target, classes=options.classes, seed=options.metrics.seed)
+
+
+def _estimate(s: Scored, by: str) -> Estimate:
+    """The ranking metric of one scored row: a default metric, or the other measure."""
+    if by in MEASURE_GROUP_OF:
+        found = s.other.estimate(by)
+        assert found is not None, by  # _measure computes the measure ranked by
+        return found
+    return getattr(s.report, by)
+
+
 def _worker(
     ctx: ScoreContext, on_progress: Progress | None
 ) -> Callable[[Candidate | SourceData, str], Scored | Skip]:
@@ -248,13 +292,13 @@ def ranked_rows(
     scored: Sequence[Scored], *, by: str, lower_is_better: bool, confidence: float, n: int
 ) -> tuple[RankRow, ...]:
     """Order ``scored`` by ``by`` and decide ties between neighbours (see :mod:`.ties`)."""
-    values = [getattr(s.report, by).value for s in scored]
+    values = [_estimate(s, by).value for s in scored]
     names = [f"{s.name}\0{s.setting}" for s in scored]
     ranked = [scored[i] for i in order(values, names, lower_is_better=lower_is_better)]
     decisions = [
         decide_pair(
-            getattr(a.report, by).value,
-            getattr(b.report, by).value,
+            _estimate(a, by).value,
+            _estimate(b, by).value,
             a.replicates,
             b.replicates,
             confidence=confidence,
@@ -281,6 +325,7 @@ def ranked_rows(
                 device=s.device,
                 timings=s.timings,
                 preview=s.preview,
+                other=s.other,
             )
         )
     return tuple(rows)

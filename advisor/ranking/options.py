@@ -4,22 +4,52 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from advisor.devices import AUTO, resolve_device
 from advisor.errors import AdvisorError
 from advisor.features import check_extractor, check_precision
 from advisor.metrics import MetricOptions
+from advisor.metrics.other import MEASURE_GROUP_OF
 from advisor.networks import NOISE_MODES
 from advisor.sampling import MAX_BATCH_SIZE, MAX_SEEDS, check_truncation
 
-Metric = Literal["recall", "coverage", "fid", "kid", "precision", "density"]
+if TYPE_CHECKING:
+    from advisor.other_measures import OtherOptions
+
+Metric = Literal[
+    "recall",
+    "coverage",
+    "fid",
+    "kid",
+    "precision",
+    "density",
+    "is",
+    "gan_train",
+    "gan_test_confidence",
+    "mode_coverage",
+]
 Setting = Literal["generated", "source", "both"]
 
 #: Metrics a ranking can be ordered by; ``recall`` is the transfer paper's recipe.
-RANK_METRICS: tuple[str, ...] = ("recall", "coverage", "fid", "kid", "precision", "density")
+#: The other measures (:mod:`advisor.metrics.other`) are computed only for the one ranked by:
+#: ``is`` (the samples' Inception Score through the extractor's head), and the classifier
+#: measures (``--classes K`` for an unlabelled target). SWD needs the images themselves, which
+#: a ranking does not keep (it caches features), so it is not offered here yet.
+RANK_METRICS: tuple[str, ...] = (
+    "recall",
+    "coverage",
+    "fid",
+    "kid",
+    "precision",
+    "density",
+    "is",
+    "gan_train",
+    "gan_test_confidence",
+    "mode_coverage",
+)
 #: Metrics where a lower value is better; for the others higher is better.
-LOWER_IS_BETTER = frozenset({"fid", "kid"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "swd"})
 SETTINGS: tuple[str, ...] = ("generated", "source", "both")
 #: Default sample count: the target's image count, clamped to this range (equal set sizes keep
 #: k-NN metrics comparable; 1,000 keeps intervals narrow on tiny targets; 10,000 bounds cost).
@@ -80,6 +110,8 @@ class RankOptions:
     noise_mode: str = "random"
     truncation_psi: float = 1.0
     metrics: MetricOptions = field(default_factory=MetricOptions)
+    classes: int | None = None
+    min_count: int = 10
     cache: bool = True
     offline: bool | None = None
     progress: bool = True
@@ -95,6 +127,8 @@ class RankOptions:
             )
         check_extractor(self.extractor)
         check_precision(self.precision)
+        if self.by in MEASURE_GROUP_OF:
+            self.other_options()  # validates classes and min_count
         k = max(self.metrics.k_pr, self.metrics.k_dc)
         if self.n_samples is not None and (
             isinstance(self.n_samples, bool) or not k < self.n_samples <= MAX_SEEDS
@@ -119,18 +153,31 @@ class RankOptions:
         names = [s.name for s in self.source_data]
         if len(set(names)) != len(names):
             raise AdvisorError("--source-data names a source twice")
-        if self.setting == "source" and not self.source_data:
-            raise AdvisorError(
-                "--setting source needs --source-data NAME=DIR (registry entries carry no "
-                "source-data features)"
-            )
         if self.setting == "generated" and self.source_data:
             raise AdvisorError("--source-data is used with --setting source or both")
-        if self.setting == "source" and (self.checkpoints or self.include_all or self.tags):
+        if (
+            self.setting == "source"
+            and self.source_data
+            and (self.checkpoints or self.include_all or self.tags)
+        ):
             raise AdvisorError(
-                "--checkpoint, --tag and --all choose generators; --setting source ranks "
-                "--source-data only"
+                "--checkpoint, --tag and --all choose registry entries; with --source-data, "
+                "--setting source ranks the given source data only"
             )
+
+    def other_options(self) -> OtherOptions:
+        """Options of the other measure ranked by (``by``), sharing the metrics' seed,
+        bootstrap and confidence."""
+        from advisor.other_measures import OtherOptions
+
+        return OtherOptions(
+            groups=(MEASURE_GROUP_OF[self.by],) if self.by in MEASURE_GROUP_OF else (),
+            classes=self.classes,
+            min_count=self.min_count,
+            seed=self.metrics.seed,
+            bootstrap=self.metrics.bootstrap,
+            confidence=self.metrics.confidence,
+        )
 
     @property
     def lower_is_better(self) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 
 from advisor.features.base import FeatureProtocol
 from advisor.metrics import Estimate, MetricOptions, MetricReport
+from advisor.metrics.other import MEASURE_GROUP_OF, OtherMeasures
 from advisor.ranking.options import LOWER_IS_BETTER, Metric, Setting
 from advisor.ranking.score import Skip, Timings
 from advisor.ranking.select import Selection
@@ -105,8 +106,15 @@ class RankRow:
     device: str
     timings: Timings
     preview: np.ndarray | None = None
+    other: OtherMeasures = OtherMeasures()
 
     def estimate(self, metric: str) -> Estimate:
+        """A default metric, or the other measure the ranking is ordered by (``other``)."""
+        if metric in MEASURE_GROUP_OF:
+            found = self.other.estimate(metric)
+            if found is None:
+                raise KeyError(f"{metric} was not computed for this row")
+            return found
         return getattr(self.report, metric)
 
     def to_dict(self) -> dict[str, object]:
@@ -124,7 +132,8 @@ class RankRow:
         out["from_cache"] = self.from_cache
         out["device"] = self.device
         out["timings_s"] = self.timings.to_dict()
-        out["notes"] = list(self.report.notes)
+        out.update(self.other.to_dict())  # the other measure ranked by, with its protocol
+        out["notes"] = [*self.report.notes, *self.other.notes]
         return out
 
 
@@ -214,6 +223,13 @@ def recommendation(ranking: Ranking) -> str:
                 "would be needed to separate the top two"
             )
         text += "."
+    elif by in MEASURE_GROUP_OF:
+        second = ranking.rows[1]
+        margin = abs(est.value - second.estimate(by).value)
+        text += (
+            f", ahead of {second.checkpoint} by {margin:.3g}; {by} has no paired bootstrap "
+            "here, so how sure that margin is remains undecided."
+        )
     else:
         second = ranking.rows[1]
         margin = abs(est.value - second.estimate(by).value)

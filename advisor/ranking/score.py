@@ -31,8 +31,10 @@ from advisor.features.samples import checkpoint_sha256
 from advisor.features.samples import sample_features as _sample_features
 from advisor.features.store import SampleFeatureStore, SampleKey
 from advisor.metrics import MetricOptions, MetricReport, compare_features, frechet, mmd
+from advisor.metrics.classifier import Labels
 from advisor.metrics.inputs import as_pair
 from advisor.metrics.manifold import manifold_indicators
+from advisor.metrics.other import MEASURE_GROUP_OF, OtherMeasures
 from advisor.networks import Generator
 from advisor.ranking.options import RankOptions
 from advisor.ranking.select import Candidate
@@ -81,6 +83,7 @@ class Scored:
     timings: Timings
     preview: np.ndarray | None = None
     resolution: int | None = None
+    other: OtherMeasures = OtherMeasures()
 
 
 class SharedResamples:
@@ -113,8 +116,8 @@ def paired_replicates(
 ) -> np.ndarray:
     """The ranking metric ``by`` on each shared resample: float64 [B] (``[0]`` without
     bootstrap). ``target`` is the reference [n1, D], ``candidate`` [n2, D]."""
-    if resamples.count == 0:
-        return np.zeros(0)
+    if resamples.count == 0 or by in MEASURE_GROUP_OF:
+        return np.zeros(0)  # the other measures have no paired replicates (yet)
     x, y = as_pair(target, candidate)
     w1, w2 = resamples.counts(len(x), 1), resamples.counts(len(y), 2)
     if by in ("recall", "precision"):
@@ -147,6 +150,7 @@ class ScoreContext:
     resamples: SharedResamples
     store: SampleFeatureStore | None
     source_features: Callable[[str], FeatureSet]
+    labels: Labels | None = None
 
 
 def score_generator(
@@ -268,8 +272,11 @@ def _measure(
             options=ctx.options.metrics,
             resamples=ctx.resamples,
         )
+        other = _other_measure(features, ctx, device)
     except ValueError as err:
         return Skip(name=name, setting=setting, reason=f"metrics failed: {one_line(str(err))}")
+    except AdvisorError as err:
+        return Skip(name=name, setting=setting, reason=one_line(str(err)))
     timings = Timings(
         resolve=timings.resolve,
         generate=timings.generate,
@@ -287,7 +294,31 @@ def _measure(
         timings=timings,
         preview=preview,
         resolution=resolution,
+        other=other,
     )
+
+
+def _other_measure(features: np.ndarray, ctx: ScoreContext, device: str) -> OtherMeasures:
+    """The other measure the ranking is ordered by (nothing for the default metrics)."""
+    from advisor.metrics.classifier import classifier_measures
+    from advisor.other_measures import inception_score_of
+
+    by = ctx.options.by
+    group = MEASURE_GROUP_OF.get(by)
+    if group is None:
+        return OtherMeasures()
+    note = (
+        f"no paired bootstrap for {by}: neighbours tie only when their values are equal, so "
+        "read close values as undecided"
+    )
+    if group == "is":
+        score = inception_score_of(features, ctx.extractor, device=device)
+        return OtherMeasures(inception_score=score, notes=(note,))
+    assert ctx.labels is not None  # made by rank_with for the classifier measures
+    report = classifier_measures(
+        ctx.target, ctx.labels, features, options=ctx.options.other_options().classifier_options()
+    )
+    return OtherMeasures(classifier=report, notes=(note,))
 
 
 class _NoStore(SampleFeatureStore):
