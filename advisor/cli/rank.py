@@ -9,6 +9,8 @@ error through the main group.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,8 +27,19 @@ from advisor.cli.options import (
 )
 from advisor.progress import TqdmProgress
 from advisor.ranking.options import RANK_METRICS, SETTINGS
+from advisor.ranking.probe import (
+    DEFAULT_PROBE_KIMG,
+    DEFAULT_PROBE_SAMPLES,
+    DEFAULT_PROBE_TOP,
+    ProbeOptions,
+    ProbeReport,
+    probe_recommendation,
+)
 from advisor.ranking.result import SHOWN_METRICS, Ranking, RankRow, format_estimate, recommendation
 from advisor.sampling import MAX_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from advisor.ranking import RankOptions
 
 
 @click.command("rank")
@@ -59,7 +72,22 @@ from advisor.sampling import MAX_BATCH_SIZE
     type=click.Choice(RANK_METRICS),
     default="recall",
     show_default=True,
-    help="Ranking metric (fid and kid: lower is better).",
+    help="Ranking metric (fid and kid: lower is better). is, gan_train, gan_test_confidence "
+    "and mode_coverage are the other measures (see README, 'Other measures').",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Classifier measures on an unlabelled TARGET: K surrogate classes from k-means.  "
+    "[default: TARGET's sub-folders are its classes]",
+)
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="mode_coverage: a class counts as covered with at least this many samples.",
 )
 @click.option(
     "--n-samples",
@@ -116,6 +144,39 @@ from advisor.sampling import MAX_BATCH_SIZE
     default=None,
     help="Write a report folder: rank.json, index.html, plots, sample grids.",
 )
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="After scoring, probe-fine-tune the best --probe-top generators by successive halving "
+    "and rank them by their FID at the end (costs about one --probe-kimg fine-tune).",
+)
+@click.option(
+    "--probe-kimg",
+    type=float,
+    default=DEFAULT_PROBE_KIMG,
+    show_default=True,
+    help="Total cost of the probes in training kimg (evaluations included).",
+)
+@click.option(
+    "--probe-top",
+    type=int,
+    default=DEFAULT_PROBE_TOP,
+    show_default=True,
+    help="Probe at most this many of the best-ranked generators.",
+)
+@click.option(
+    "--probe-samples",
+    type=int,
+    default=DEFAULT_PROBE_SAMPLES,
+    show_default=True,
+    help="G_ema samples per probe evaluation.",
+)
+@click.option(
+    "--probe-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the probe runs (resumable).  [default: in advisor's cache]",
+)
 @quiet_option("No progress bars.")
 def rank_command(
     target: str,
@@ -138,11 +199,18 @@ def rank_command(
     bootstrap: int,
     confidence: float,
     seed: int,
+    classes: int | None,
+    min_count: int,
     no_cache: bool,
     offline: bool | None,
     as_json: bool,
     as_csv: bool,
     out_dir: str | None,
+    probe: bool,
+    probe_kimg: float,
+    probe_top: int,
+    probe_samples: int,
+    probe_dir: str | None,
     quiet: bool,
 ) -> None:
     """Rank source checkpoints for fine-tuning on TARGET (a folder or .zip of images).
@@ -180,10 +248,13 @@ def rank_command(
         batch_size=batch_size,
         workers=workers,
         metrics=metric_options,
+        classes=classes,
+        min_count=min_count,
         cache=not no_cache,
         offline=offline,
         progress=not quiet and sys.stderr.isatty(),
     )
+    probe_options = _probe_options(probe, probe_kimg, probe_top, probe_samples, options)
     on_progress = TqdmProgress(enabled=options.progress)
     if out_dir is not None:
         from advisor.cache import check_destination
@@ -191,19 +262,86 @@ def rank_command(
         check_destination(f"{out_dir}/index.html", overwrite=True)
     registry = load_registry(list(registries))
     ranking = rank_with(target, registry=registry, options=options, on_progress=on_progress)
+    probed = None
+    if probe_options is not None:
+        from advisor.ranking.probe import probe_ranking
+
+        probed = probe_ranking(
+            ranking,
+            target,
+            registry=registry,
+            rank_options=options,
+            options=probe_options,
+            work_dir=probe_dir,
+            device=options.devices[0] if options.devices else "auto",
+            log=None if quiet else lambda text: click.echo(text, err=True),
+        )
     if out_dir is not None:
         from advisor.ranking.core import target_preview
         from advisor.ranking.report import write_report
 
         index = write_report(ranking, out_dir, target_images=target_preview(target))
+        if probed is not None:
+            from advisor.finetuning.folder import write_json
+
+            write_json(Path(out_dir) / "probe.json", probed.to_dict())
         if not (as_json or as_csv or quiet):
             click.echo(f"report: {index}", err=True)
     if as_json:
-        echo_json(ranking.to_dict(), allow_nan=False)
+        doc = ranking.to_dict()
+        if probed is not None:
+            doc["probe"] = probed.to_dict()
+        echo_json(doc, allow_nan=False)
     elif as_csv:
         click.echo(ranking.to_csv(), nl=False)
     else:
         click.echo(format_ranking(ranking))
+        if probed is not None:
+            click.echo("")
+            click.echo(format_probe(probed))
+
+
+def _probe_options(
+    probe: bool, kimg: float, top: int, samples: int, options: RankOptions
+) -> ProbeOptions | None:
+    """The probe's options, checked before any work (None without ``--probe``)."""
+    if not probe:
+        return None
+    if options.setting == "source":
+        raise click.UsageError("--probe fine-tunes generators; use --setting generated or both")
+    return ProbeOptions(budget_kimg=kimg, top=top, metric_samples=samples)
+
+
+def format_probe(report: ProbeReport) -> str:
+    """The probe table (best first), the plan, and the probe's recommendation."""
+    metric = report.options.metric
+    header = ["#", "checkpoint", "rounds", "kimg", metric, "recall", "coverage"]
+    lines = [header]
+    for row in report.rows:
+        if row.skipped is not None:
+            continue
+        lines.append(
+            [str(row.rank), row.name, f"{row.rounds}/{len(report.schedule)}", f"{row.kimg:g}"]
+            + [_value(row.metrics.get(m)) for m in (metric, "recall", "coverage")]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines]  # fmt: skip
+    plan = ", ".join(f"{r.candidates} to {r.kimg:g} kimg" for r in report.schedule)
+    text.append(
+        f"probe fine-tunes by successive halving ({plan}), ranked by {metric} on "
+        f"{report.options.metric_samples} samples at each round's end; runs in {report.work_dir}"
+    )
+    for row in report.rows:
+        if row.skipped is not None:
+            text.append(f"skipped {row.name} (probe): {row.skipped}")
+    text.append("")
+    text.append(probe_recommendation(report))
+    return "\n".join(text)
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def format_ranking(ranking: Ranking) -> str:
