@@ -60,6 +60,8 @@ _API = {
     "Ranking": "advisor.ranking",
     "RankOptions": "advisor.ranking",
     "AdvisorError": "advisor.errors",
+    # the job service's client (advisor serve)
+    "Client": "advisor.serve.client",
 }
 
 __all__ = ["__version__", *_API]

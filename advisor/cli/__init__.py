@@ -25,6 +25,7 @@ from advisor.cli.features import compare_command, features_command
 from advisor.cli.finetune import finetune_command
 from advisor.cli.rank import rank_command
 from advisor.cli.runs import runs_group
+from advisor.cli.serve import jobs_group, serve_command
 from advisor.errors import AdvisorError, one_line
 
 EXIT_INTERRUPTED = 130
@@ -92,6 +93,8 @@ for _command in (
     finetune_command,
     runs_group,
     rank_command,
+    serve_command,
+    jobs_group,
 ):
     main.add_command(_command)
 

@@ -1,0 +1,191 @@
+"""The web dashboard: server-rendered Jinja2 pages, no JavaScript (pages refresh themselves
+while a job runs, with ``<meta http-equiv="refresh">``).
+
+Pages: ``/`` (the job list: state, progress, result or reason), ``/ui/jobs/{id}`` (a rank's
+table with intervals, its plots and sample grids; a finetune's summary, metric curves, metric
+table and sample grids per snapshot; the log). Images are the job's artifacts, served by the
+API. A browser signs in once at ``/login`` with the server's token, which is kept in an
+HttpOnly, SameSite=Strict cookie (so no other site can use it); the API accepts that cookie as
+it accepts the bearer header.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from advisor.errors import AdvisorError
+from advisor.serve import worker
+from advisor.serve.scheduler import job_dir
+from advisor.serve.store import Job
+
+COOKIE = "advisor_token"
+#: Seconds between refreshes of a page that shows a job still queued or running.
+REFRESH_S = 5
+_MAX_LOGIN_BODY = 8192
+_ENV = Environment(
+    loader=PackageLoader("advisor.serve", "templates"), autoescape=select_autoescape(["html"])
+)
+
+
+def add_dashboard(
+    app: FastAPI,
+    *,
+    data: Path,
+    token: str | None,
+    service: Callable[[], Any],
+) -> None:
+    """Register the dashboard's pages on ``app``."""
+
+    def signed_in(request: Request) -> bool:
+        if token is None:
+            return True
+        given = request.cookies.get(COOKIE, "")
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(_ENV.get_template(name).render(**context), status_code=status)
+
+    def login_page(error: str | None = None, status: int = 200) -> HTMLResponse:
+        return page("login.html", status, title="Sign in", refresh=None, error=error)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form() -> HTMLResponse:
+        return login_page()
+
+    @app.post("/login", include_in_schema=False, response_model=None)
+    async def login(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > _MAX_LOGIN_BODY:
+            return login_page("that is not this server's token", 401)
+        given = (parse_qs(body.decode("utf-8", errors="replace")).get("token") or [""])[0]
+        if token is not None and not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return login_page("that is not this server's token", 401)
+        response = RedirectResponse("/", status_code=303)
+        if token is not None:
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def jobs_page(request: Request) -> HTMLResponse:
+        if not signed_in(request):
+            return login_page()
+        svc = service()
+        jobs = [_job_row(svc.job_view(j)) for j in svc.store.list(limit=200)]
+        active = any(j["state"] in ("queued", "running", "cancelling") for j in jobs)
+        return page("jobs.html", title="advisor jobs", jobs=jobs, counts=svc.store.counts(),
+                    refresh=REFRESH_S if active else None)  # fmt: skip
+
+    @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+    def job_page(request: Request, job_id: int) -> HTMLResponse:
+        if not signed_in(request):
+            return login_page()
+        svc = service()
+        job: Job | None = svc.store.get(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id}")
+        view = svc.job_view(job)
+        folder = job_dir(data, job_id)
+        log = (folder / worker.LOG_FILE).read_text(errors="replace") if (
+            folder / worker.LOG_FILE).is_file() else ""  # fmt: skip
+        fraction = (view.get("progress") or {}).get("fraction")
+        return page(
+            "job.html",
+            title=f"job {job_id}: {job.kind}",
+            job=view,
+            fraction=fraction,
+            created_text=_when(job.created),
+            base=f"/jobs/{job_id}/artifacts",
+            rank=_rank_view(folder) if job.kind == "rank" else None,
+            run=_run_view(folder) if job.kind == "finetune" else None,
+            result_text=json.dumps(view["result"], indent=2)
+            if job.kind == "compare" and view["result"]
+            else None,
+            log="".join(log.splitlines(keepends=True)[-200:]),
+            refresh=None if job.terminal else REFRESH_S,
+        )
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return ""
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _job_row(view: dict[str, Any]) -> dict[str, Any]:
+    result = view.get("result") or {}
+    if view["error"]:
+        summary = view["error"]
+    elif view["kind"] == "rank" and result:
+        summary = f"best: {result.get('best')} (by {result.get('by')})"
+    elif view["kind"] == "finetune" and result:
+        s = result.get("summary", {})
+        summary = f"{s.get('kimg')} kimg, best {s.get('metric')} {_num(s.get('best'))}"
+    elif view["kind"] == "compare" and result:
+        summary = f"fid {_num(result.get('fid'))}, recall {_num(result.get('recall'))}"
+    else:
+        summary = view.get("note") or ""
+    return {**view, "fraction": (view.get("progress") or {}).get("fraction"),
+            "created_text": _when(view["created"]), "summary": summary}  # fmt: skip
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else "-"
+    return "-" if value is None else str(value)
+
+
+def _rank_view(folder: Path) -> dict[str, Any] | None:
+    """The table of ``report/rank.json`` (value [low, high] per metric) and its images."""
+    try:
+        report = json.loads((folder / "report" / "rank.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rows = report.get("rows") or []
+    metrics = [k for k, v in (rows[0].items() if rows else ()) if isinstance(v, dict)]
+    by = (report.get("protocol") or {}).get("by")
+    if by in metrics:
+        metrics = [by, *[m for m in metrics if m != by]]
+    table = []
+    for row in rows:
+        cells = []
+        for m in metrics:
+            est = row.get(m) or {}
+            low, high = est.get("low"), est.get("high")
+            interval = "" if low is None else f" [{_num(low)}, {_num(high)}]"
+            cells.append(f"{_num(est.get('value'))}{interval}")
+        table.append({"rank": row.get("rank"), "checkpoint": row.get("checkpoint"),
+                      "cells": cells, "tied_with": row.get("tied_with") or []})  # fmt: skip
+    images = sorted(p.name for p in (folder / "report").glob("*.png"))
+    return {"recommendation": report.get("recommendation", ""), "metrics": metrics,
+            "rows": table, "images": images}  # fmt: skip
+
+
+def _run_view(folder: Path) -> dict[str, Any] | None:
+    """A finetune's summary, metric table and newest sample grids, read as the run goes."""
+    from advisor.runs import load_run
+
+    run_dir = folder / "run"
+    if not (run_dir / "config.json").is_file():
+        return None
+    try:
+        run = load_run(run_dir)
+    except AdvisorError:
+        return None
+    summary = [(k, _num(v)) for k, v in run.summary.to_dict().items() if not isinstance(v, dict)]
+    names = sorted({name for record in run.metrics for name in record.metrics})
+    metrics = [{"kimg": _num(r.kimg), "cells": [_num(r.metrics.get(n)) for n in names]}
+               for r in run.metrics]  # fmt: skip
+    grids = sorted(p.name for p in (run_dir / "samples").glob("grid-*.png"))[-3:]
+    return {"summary": summary, "metric_names": names, "metrics": metrics, "grids": grids,
+            "curves": (run_dir / "curves.png").is_file()}  # fmt: skip
