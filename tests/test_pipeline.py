@@ -132,6 +132,21 @@ def test_feature_file_roundtrip(tmp_path):
     assert not (tmp_path / "g.npz").exists()
 
 
+def test_half_feature_file_is_half_the_size_and_rounds_within_float16(tmp_path):
+    rng = np.random.default_rng(0)
+    fs = FeatureSet(features=rng.gamma(2.0, 1.0, (200, 64)).astype(np.float32), protocol=None)
+    full = save_features(tmp_path / "full.npz", fs)
+    half = save_features(tmp_path / "half.npz", fs, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    back = load_features(half).features
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, fs.features, rtol=2**-11, atol=0)
+    assert not np.array_equal(back, fs.features)  # it really was rounded
+    too_big = FeatureSet(features=np.full((2, 2), 1e6, np.float32), protocol=None)
+    with pytest.raises(AdvisorError, match="float16"):
+        save_features(tmp_path / "big.npz", too_big, half=True)
+
+
 def test_plain_npy_and_bad_feature_files(tmp_path):
     np.save(tmp_path / "ok.npy", np.ones((4, 3), dtype=np.float64))
     fs = load_features(tmp_path / "ok.npy")

@@ -133,6 +133,36 @@ def test_sources_covering_all_half_and_a_tenth_of_the_modes_rank_in_that_order(t
     assert by_coverage.rows[0].report.coverage.value > 0.9
 
 
+def test_registry_source_features_and_tags_rank_the_source_setting(tmp_path):
+    from advisor.features.files import save_features
+    from advisor.features.pipeline import FeatureOptions, compute_features
+
+    target = write_modes(tmp_path / "target", range(10), 4, seed=0)
+    options = FeatureOptions(extractor=LITE, device="cpu", progress=False, cache=False)
+    for name, modes, per_mode, seed in (("all", range(10), 4, 1), ("tenth", [0], 40, 3)):
+        folder = write_modes(tmp_path / name, modes, per_mode, seed)
+        save_features(tmp_path / f"{name}.npz", compute_features(folder, options=options))
+        save_generator(tmp_path / f"gen-{name}", seed)
+    text = "".join(
+        entry(f"gen-{name}", f"gen-{name}.safetensors")
+        + f'tags = ["demo"]\nsource_features = "{name}.npz"\n\n'
+        for name in ("all", "tenth")
+    ) + entry("untagged", "gen-all.safetensors")
+    (tmp_path / "reg.toml").write_text(text)
+    registry = load_registry([tmp_path / "reg.toml"])
+    assert registry.get("gen-all").source_features == (tmp_path / "all.npz").resolve()
+    common = dict(registry=registry, n_samples=40, extractor=LITE, device="cpu",
+                  metrics=FAST, progress=False)  # fmt: skip
+    ranking = rank(target, setting="source", tags=("demo",), **common)
+    assert [row.checkpoint for row in ranking.rows] == ["gen-all", "gen-tenth"]
+    assert all(row.setting == "source" for row in ranking.rows) and not ranking.skipped
+    # Without --tag every entry at the target's resolution is chosen; the untagged one has no
+    # features of its training data and is a reported skip, not an error.
+    ranking = rank(target, setting="source", **common)
+    assert [s.name for s in ranking.skipped] == ["untagged"]
+    assert "source_features" in ranking.skipped[0].reason
+
+
 # --- registry, skips, outputs ---------------------------------------------------------------
 
 
@@ -200,10 +230,10 @@ def test_identical_checkpoints_are_tied_and_table_and_csv_show_it(zoo):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--tag", "faces"], "no tags"),
+        (["--tag", "faces"], "no registry entry is tagged faces"),
         (["--checkpoint", "nope"], "neither a registry name"),
         (["--checkpoint", "remote"], "no usable checkpoint"),
-        (["--setting", "source"], "needs --source-data"),
+        (["--setting", "source"], "gives no source_features"),
         (["--json", "--csv"], "one of --json and --csv"),
     ],
 )

@@ -11,10 +11,13 @@ A registry file is TOML with one table per checkpoint under ``[checkpoints.NAME]
     trust = "official"               # official | third-party | local
     url = "https://..."              # exactly one of: url, hf = {repo, file, revision}, path
     sha256 = ""                      # "" = unknown: recorded on first download, shown unverified
+    tags = ["faces"]                 # optional: select with ``advisor rank --tag faces``
+    source_features = "ffhq.npz"     # optional: features of the training data (rank's
+                                     # ``--setting source``), a local feature file
 
-``path`` is relative to the registry file's folder (``~`` expands). ``hf`` entries must pin a
-``revision``. For ``format = "advisor"`` the location names the ``.safetensors`` file and the
-``.json`` beside it is fetched with it.
+``path`` and ``source_features`` are relative to the registry file's folder (``~`` expands).
+``hf`` entries must pin a ``revision``. For ``format = "advisor"`` the location names the
+``.safetensors`` file and the ``.json`` beside it is fetched with it.
 
 ``load_registry`` reads advisor's default registry (shipped in the package as
 ``advisor/data/registry.toml``), then each file in ``$ADVISOR_REGISTRY`` (``os.pathsep``
@@ -66,7 +69,9 @@ class CheckpointRecord:
     """One registry entry: what the checkpoint is and where to get it (cf. timm's PretrainedCfg).
 
     Exactly one of ``url``, ``hf`` and ``path`` is set. ``sha256`` is lowercase hex or ``None``
-    (unknown: recorded on first download and shown as unverified). ``registry`` is the file the
+    (unknown: recorded on first download and shown as unverified). ``tags``: labels to select
+    by (``advisor rank --tag``). ``source_features``: a local feature file (``.npz``) of the
+    checkpoint's training data, used by rank's ``source`` setting. ``registry`` is the file the
     record came from.
     """
 
@@ -81,6 +86,8 @@ class CheckpointRecord:
     hf: HubFile | None = None
     path: Path | None = None
     sha256: str | None = None
+    tags: tuple[str, ...] = ()
+    source_features: Path | None = None
     registry: str = ""
 
     def __post_init__(self) -> None:
@@ -91,6 +98,9 @@ class CheckpointRecord:
             check_relative_name(self.filename, what="the file name at the end of the url")
         if self.sha256 is not None and not _SHA256.match(self.sha256):
             raise AdvisorError("sha256 must be 64 lowercase hex digits or None")
+        for tag in self.tags:
+            if not isinstance(tag, str) or not _NAME.match(tag):
+                raise AdvisorError(f"tags use letters, digits, '.', '_' and '-', got {tag!r}")
 
     @property
     def verification(self) -> Verification:
@@ -126,6 +136,8 @@ class CheckpointRecord:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["hf"] = None if self.hf is None else vars(self.hf).copy()
         out["path"] = None if self.path is None else str(self.path)
+        out["tags"] = list(self.tags)
+        out["source_features"] = None if self.source_features is None else str(self.source_features)
         out["location"] = self.location
         out["verification"] = self.verification
         return out
@@ -288,11 +300,16 @@ def _parse_record(name: str, entry: Any, path: Path) -> CheckpointRecord:
         hf = HubFile(**spec)
     local = None
     if "path" in locations:
-        local = Path(_string(entry, "path", where)).expanduser()
-        local = local if local.is_absolute() else (path.parent / local).resolve()
+        local = _local_path(_string(entry, "path", where), path)
     url = entry.get("url") or None
     if url is not None and (not isinstance(url, str) or not re.match(r"^https?://", url)):
         raise AdvisorError(f"{where}: url must be http(s)")
+    tags = entry.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise AdvisorError(f"{where}: tags must be a list of strings")
+    features = None
+    if entry.get("source_features"):
+        features = _local_path(_string(entry, "source_features", where), path)
     return CheckpointRecord(
         name=name,
         format=entry["format"],
@@ -305,5 +322,13 @@ def _parse_record(name: str, entry: Any, path: Path) -> CheckpointRecord:
         hf=hf,
         path=local,
         sha256=sha,
+        tags=tuple(tags),
+        source_features=features,
         registry=str(path),
     )
+
+
+def _local_path(text: str, registry: Path) -> Path:
+    """``text`` as a path: ``~`` expanded, relative to the registry file's folder."""
+    local = Path(text).expanduser()
+    return local if local.is_absolute() else (registry.parent / local).resolve()

@@ -58,6 +58,8 @@ def list_command(registries: tuple[str, ...], as_json: bool) -> None:
                 "trust": record.trust,
                 "cached": st.cached,
                 "sha256": st.hash_status,
+                "tags": list(record.tags),
+                "source_features": record.source_features is not None,
             }
         )
     if as_json:
@@ -74,6 +76,7 @@ def list_command(registries: tuple[str, ...], as_json: bool) -> None:
         click.echo(
             f"{r['name']:<{width}}  {r['resolution']:>5}px  {cached:<6}  "
             f"{r['source_dataset']}  [{licence}]{verified}"
+            + (f"  #{' #'.join(r['tags'])}" if r["tags"] else "")
         )
 
 

@@ -142,9 +142,17 @@ def load_features(path: str | os.PathLike[str]) -> FeatureSet:
 
 
 def save_features(
-    path: str | os.PathLike[str], feature_set: FeatureSet, *, overwrite: bool = False
+    path: str | os.PathLike[str],
+    feature_set: FeatureSet,
+    *,
+    overwrite: bool = False,
+    half: bool = False,
 ) -> Path:
     """Write ``feature_set`` to ``path`` (.npz); returns the path.
+
+    ``half``: store the values as float16 (half the bytes; each value rounded to 11 significant
+    bits, relative error <= 2**-11; :func:`load_features` returns float32 either way). For
+    shipping feature files where size matters; the cache always stores float32.
 
     The file is complete or absent: written beside ``path`` and moved into place. Raises
     :class:`AdvisorError` when ``path`` is not ``.npz``, exists and ``overwrite`` is False,
@@ -159,19 +167,21 @@ def save_features(
     features = _checked_features(feature_set.features, str(path))
     if feature_set.protocol is not None:
         _protocol(feature_set.protocol.to_dict(), str(path), features.shape[1])
+    if half and np.abs(features).max(initial=0.0) > np.finfo(np.float16).max:
+        raise AdvisorError(f"{path}: features exceed float16's range; save them without half")
     try:
-        write_npz(path, feature_set)
+        write_npz(path, feature_set, dtype=np.float16 if half else np.float32)
     except OSError as err:
         raise AdvisorError(f"cannot write {path} ({os_reason(err)})") from None
     return path
 
 
-def write_npz(path: Path, feature_set: FeatureSet) -> None:
+def write_npz(path: Path, feature_set: FeatureSet, *, dtype: type = np.float32) -> None:
     """Write ``feature_set`` atomically (raises ``OSError``); the cache writes through this."""
     with atomic_open(path) as f:
         np.savez(
             f,
-            features=feature_set.features.astype(np.float32, copy=False),
+            features=feature_set.features.astype(dtype, copy=False),
             meta=np.array(json.dumps(_meta(feature_set))),
         )
 

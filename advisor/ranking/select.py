@@ -2,9 +2,11 @@
 
 Default: every registry entry whose resolution equals the target's (the side of its most common
 image size). ``--checkpoint NAME`` (repeatable; a registry name or a checkpoint file) and
-``--all`` override it. ``--tag`` needs tags in the registry, which today's registry format does
-not have: asking for one is a one-line error that says so. Every decision is recorded with its
-reason (:class:`Selection`), so the report says what was ranked and why.
+``--all`` override it; ``--tag T`` (repeatable) selects the registry entries carrying any of
+the tags, at any resolution. In the ``source`` setting without ``--source-data`` the same rules
+choose the registry entries whose training-data features (``source_features``) are ranked.
+Every decision is recorded with its reason (:class:`Selection`), so the report says what was
+ranked and why.
 """
 
 from __future__ import annotations
@@ -91,16 +93,27 @@ def select(
 ) -> tuple[list[Candidate], Selection]:
     """The generators to score under ``options``; cheap (no download, no hashing).
 
-    Raises :class:`AdvisorError` for an unknown name, a ``--tag`` (the registry has no tags),
-    or a default selection that finds nothing at the target's resolution.
+    Raises :class:`AdvisorError` for an unknown name, a ``--tag`` no entry carries, or a
+    default selection that finds nothing at the target's resolution.
     """
-    if options.setting == "source":
+    if options.setting == "source" and options.source_data:
         sources = tuple((s.name, f"--source-data {s.path}") for s in options.source_data)
         return [], Selection(rule="source data only (--setting source)", selected=sources)
     if options.tags:
-        raise AdvisorError(
-            "the registry has no tags to select by; choose with --checkpoint NAME or --all"
+        wanted = set(options.tags)
+        candidates = [_from_record(r) for r in registry if wanted & set(r.tags)]
+        if not candidates:
+            known = sorted({t for r in registry for t in r.tags})
+            raise AdvisorError(
+                f"no registry entry is tagged {', '.join(sorted(wanted))}; tags in the "
+                f"registry: {', '.join(known) or '(none)'}"
+            )
+        chosen = tuple(
+            (c.name, f"tagged {', '.join(sorted(wanted & set(c.record.tags)))}")
+            for c in candidates
+            if c.record is not None
         )
+        return candidates, Selection(rule=f"--tag {' '.join(options.tags)}", selected=chosen)
     if options.checkpoints:
         candidates = [_named(spec, registry) for spec in dict.fromkeys(options.checkpoints)]
         chosen = tuple((c.name, "named with --checkpoint") for c in candidates)
