@@ -54,7 +54,20 @@ def test_default_registry_lists_the_public_sources():
     assert {r.resolution for r in nvlabs} == {256, 512, 1024}
     imagenet = [r for r in records if r.name.startswith("imagenet-")]
     assert sorted(r.resolution for r in imagenet) == [128, 256, 512]
-    assert all(r.sha256 is None for r in records)  # nobody publishes checksums for these
+    remote = [r for r in records if r.location_kind != "path"]
+    assert all(r.sha256 is None for r in remote)  # nobody publishes checksums for these
+
+
+def test_default_registry_lists_the_installed_demo_zoo_with_pinned_hashes():
+    import hashlib
+
+    zoo = [r for r in load_registry() if "demo" in r.tags]
+    assert len(zoo) >= 6 and all(r.format == "advisor" and r.resolution == 32 for r in zoo)
+    for record in zoo:
+        assert record.path is not None and record.path.is_file(), record.name
+        assert record.path.with_suffix(".json").is_file()
+        assert record.source_features is not None and record.source_features.is_file()
+        assert hashlib.sha256(record.path.read_bytes()).hexdigest() == record.sha256
     assert default_registry_path().parent.name == "data"
     assert default_registry_path().parent.parent.name == "advisor"
 

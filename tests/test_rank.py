@@ -145,7 +145,7 @@ def test_registry_source_features_and_tags_rank_the_source_setting(tmp_path):
         save_generator(tmp_path / f"gen-{name}", seed)
     text = "".join(
         entry(f"gen-{name}", f"gen-{name}.safetensors")
-        + f'tags = ["demo"]\nsource_features = "{name}.npz"\n\n'
+        + f'tags = ["test-zoo"]\nsource_features = "{name}.npz"\n\n'
         for name in ("all", "tenth")
     ) + entry("untagged", "gen-all.safetensors")
     (tmp_path / "reg.toml").write_text(text)
@@ -153,7 +153,7 @@ def test_registry_source_features_and_tags_rank_the_source_setting(tmp_path):
     assert registry.get("gen-all").source_features == (tmp_path / "all.npz").resolve()
     common = dict(registry=registry, n_samples=40, extractor=LITE, device="cpu",
                   metrics=FAST, progress=False)  # fmt: skip
-    ranking = rank(target, setting="source", tags=("demo",), **common)
+    ranking = rank(target, setting="source", tags=("test-zoo",), **common)
     assert [row.checkpoint for row in ranking.rows] == ["gen-all", "gen-tenth"]
     assert all(row.setting == "source" for row in ranking.rows) and not ranking.skipped
     # Without --tag every entry at the target's resolution is chosen; the untagged one has no
