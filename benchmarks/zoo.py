@@ -143,37 +143,12 @@ def _export(run: Path, name: str, parent: str | None, domain: str) -> Path:
     return out
 
 
-def export_partial(work: Path) -> Path:
-    """The mixed run's last complete snapshot (G, G_ema, D) as checkpoints/zoo-mixed-partial,
-    so that the next session can continue training from a committed file."""
-    import dataclasses
-
-    from advisor.checkpoints.format import load_checkpoint, save_checkpoint
-
-    run = work / "runs" / "zoo-mixed"
-    latest = json.loads((run / "snapshots" / "latest.json").read_text())
-    ckpt = load_checkpoint(run / "snapshots" / latest["snapshot"])
-    meta = dataclasses.replace(
-        ckpt.metadata, name="zoo-mixed-partial",
-        description="advisor demo zoo, mixed model IN PROGRESS (not a usable source yet): "
-        f"{latest['nimg'] / 1000:g} kimg from scratch on the five permissive source domains",
-    )  # fmt: skip
-    out = REPO / "checkpoints" / "zoo-mixed-partial"
-    save_checkpoint(out, dataclasses.replace(ckpt, metadata=meta))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work" / "zoo")
     parser.add_argument("--mixed-kimg", type=float, default=60.0)
     parser.add_argument("--source-kimg", type=float, default=20.0)
     parser.add_argument("--only", nargs="*", default=None)
-    parser.add_argument(
-        "--export-partial",
-        action="store_true",
-        help="only export the mixed run's last snapshot as zoo-mixed-partial",
-    )
     parser.add_argument(
         "--cards",
         action="store_true",
@@ -182,9 +157,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.cards:
         _cards(args.work)
-        return
-    if args.export_partial:
-        print(f"exported {export_partial(args.work)}")
         return
     domains = args.work / "domains" / "32"
     if not all((domains / d).is_dir() for d in SOURCES):
