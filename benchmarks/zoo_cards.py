@@ -18,7 +18,6 @@ Run through ``python benchmarks/zoo.py --cards`` (after the zoo's checkpoints ar
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -54,12 +53,12 @@ def licence_of(domains: list[str]) -> str:
     return f"Apache-2.0 (weights); trained on {data}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _write_text(path: Path, text: str) -> None:
+    """Complete or absent: the registry and cards are shipped files."""
+    from advisor.cache import atomic_open
+
+    with atomic_open(path) as f:
+        f.write(text.encode())
 
 
 def _grid(batches: list[np.ndarray], path: Path) -> None:
@@ -77,6 +76,7 @@ def card_for(name: str, zoo: Path, domains_dir: Path, union: Path) -> dict[str, 
     import torch
 
     from advisor.checkpoints.format import load_checkpoint
+    from advisor.download import sha256_file
     from advisor.features.extract import SharedExtractor
     from advisor.features.files import FeatureSet, save_features
     from advisor.features.pipeline import FeatureOptions, compute_features
@@ -138,10 +138,10 @@ def card_for(name: str, zoo: Path, domains_dir: Path, union: Path) -> dict[str, 
             "reference": f"all {len(real)} training images",
             "notes": list(report.notes),
         },
-        "sha256": _sha256(zoo / f"{name}.safetensors"),
+        "sha256": sha256_file(zoo / f"{name}.safetensors", fresh=True),
         "resolution": int(G.config.img_resolution),
     }
-    (zoo / f"{name}.md").write_text(_card_text(facts))
+    _write_text(zoo / f"{name}.md", _card_text(facts))
     return facts
 
 
@@ -221,7 +221,7 @@ def write_registry(registry: Path, cards: list[dict]) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    registry.write_text(text)
+    _write_text(registry, text)
 
 
 def write_cards(zoo: Path, domains_dir: Path, union: Path, registry: Path) -> list[dict]:
@@ -232,6 +232,6 @@ def write_cards(zoo: Path, domains_dir: Path, union: Path, registry: Path) -> li
     for name in names:
         print(f"card: {name}", flush=True)
         cards.append(card_for(name, zoo, domains_dir, union))
-    (zoo / "cards.json").write_text(json.dumps(cards, indent=1) + "\n")
+    _write_text(zoo / "cards.json", json.dumps(cards, indent=1) + "\n")
     write_registry(registry, cards)
     return cards

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from advisor.devices import AUTO, resolve_device
 from advisor.errors import AdvisorError
@@ -36,21 +36,10 @@ Setting = Literal["generated", "source", "both"]
 #: ``is`` (the samples' Inception Score through the extractor's head), and the classifier
 #: measures (``--classes K`` for an unlabelled target). SWD needs the images themselves, which
 #: a ranking does not keep (it caches features), so it is not offered here yet.
-RANK_METRICS: tuple[str, ...] = (
-    "recall",
-    "coverage",
-    "fid",
-    "kid",
-    "precision",
-    "density",
-    "is",
-    "gan_train",
-    "gan_test_confidence",
-    "mode_coverage",
-)
+RANK_METRICS: tuple[str, ...] = get_args(Metric)
 #: Metrics where a lower value is better; for the others higher is better.
 LOWER_IS_BETTER = frozenset({"fid", "kid", "swd"})
-SETTINGS: tuple[str, ...] = ("generated", "source", "both")
+SETTINGS: tuple[str, ...] = get_args(Setting)
 #: Default sample count: the target's image count, clamped to this range (equal set sizes keep
 #: k-NN metrics comparable; 1,000 keeps intervals narrow on tiny targets; 10,000 bounds cost).
 MIN_DEFAULT_SAMPLES = 1_000
