@@ -204,6 +204,17 @@ def analyse(doc: Mapping[str, Any]) -> dict[str, Any]:
             **agreement(good, truth),
         }
     out["truth_alternatives"] = alternatives
+    remeasured = (doc.get("remeasured") or {}).get("fid", {})
+    again = {s: remeasured[s] for s in done if s in remeasured}
+    if again:
+        # The same generators measured on other seeds: how much of the truth is sampling noise.
+        good_again = goodness(again, lower_is_better=True)
+        out["truth_repeatability"] = {
+            "final_fid_other_seeds": again,
+            "mean_abs_fid_change": sum(abs(again[s] - final_fid[s]) for s in again) / len(again),
+            "order": list(order(good_again)),
+            **agreement(good_again, truth),
+        }
     predictors = []
     for setting, block in doc.get("zero_shot", {}).items():
         if "scores" not in block:

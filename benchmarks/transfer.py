@@ -97,6 +97,8 @@ DEFAULT_BUDGET_KIMG = 8.0
 DEFAULT_METRIC_EVERY = 2.0
 DEFAULT_METRIC_SAMPLES = 500
 DEFAULT_PROBE_SAMPLES = 250
+RESEED_BASE = 1_000_000
+"""Seeds of the truth's re-measurement (disjoint from the runs' metric seeds from 0)."""
 DEFAULT_EXTRACTOR = "efficientnet-lite0"
 ABLATION = (
     ("G+D", "pretrained", "pretrained"),
@@ -527,7 +529,7 @@ def benchmark(
     }
     recipe = options.finetune()
     started = time.perf_counter()
-    steps = 2 + len(sources) + 1 + 1 + (3 if ablation else 0) + (4 if check_budget else 0)
+    steps = 2 + len(sources) + 1 + 1 + 1 + (3 if ablation else 0) + (4 if check_budget else 0)
     step = 0
 
     def stage(text: str) -> None:
@@ -574,6 +576,9 @@ def benchmark(
         stage(f"fine-tune {spec.key}")
         runs[spec.key] = ensure_run(spec, recipe, target, device=options.device, log=log)
         commit()
+    stage("repeatability of the truth: final G_ema re-measured on other seeds")
+    remeasure(doc, specs, target, recipe, device=options.device, log=log)
+    commit()
     stage("probe fine-tunes (successive halving)")
     report = run_probes(
         candidates,
@@ -632,6 +637,38 @@ def benchmark(
     doc["wall_s_this_call"] = round(time.perf_counter() - started, 3)
     commit()
     return doc
+
+
+def remeasure(
+    doc: dict[str, Any],
+    specs: Sequence[RunSpec],
+    target: Path,
+    recipe: FinetuneOptions,
+    *,
+    device: str,
+    log: Log,
+) -> None:
+    """Measure every finished run's final G_ema again on ``metric_samples`` other seeds (from
+    :data:`RESEED_BASE`) into ``doc["remeasured"]``: how much of the true order is sampling
+    noise, a ceiling for any predictor's correlation (see :func:`benchmarks.evidence.analyse`).
+    Resumable: a run measured before is skipped."""
+    import torch
+
+    from advisor.finetuning.inputs import Evaluator
+    from advisor.finetuning.training import Distributed
+    from advisor.ranking.probe import evaluate_latest
+
+    block = doc.setdefault("remeasured", {"seed_base": RESEED_BASE, "fid": {}})
+    todo = [s for s in specs if s.key not in block["fid"] and _finished(s.folder, s.kimg)]
+    if not todo:
+        return
+    evaluator = Evaluator(
+        target, recipe, torch.device(device), Distributed(), seed_base=RESEED_BASE
+    )
+    for spec in todo:
+        values = evaluate_latest(evaluator, spec.folder)
+        block["fid"][spec.key] = values["fid"]
+        log(f"  {spec.key}: fid {values['fid']:.2f} on seeds from {RESEED_BASE}")
 
 
 def _source_data(items: Sequence[str]) -> dict[str, str]:

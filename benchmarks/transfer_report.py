@@ -127,6 +127,17 @@ def markdown(doc: Mapping[str, Any], *, images: Mapping[str, str] | None = None)
             for name, a in alt.items()
         ]
         lines += ["", "Other orders vs the final FID's: " + "; ".join(parts) + "."]
+    again = analysis.get("truth_repeatability")
+    if again:
+        lines += [
+            "",
+            "**Repeatability of the truth**: the same final generators measured again on as "
+            "many samples from other seeds move their FID by "
+            f"{again['mean_abs_fid_change']:.2f} on average; the order on the other seeds has "
+            f"Spearman {_num(again.get('spearman'))} with the true order (same top-1 "
+            f"{_yes(again.get('same_top1'))}). No predictor can be expected to correlate better "
+            "with the truth than its own re-measurement does.",
+        ]
     rows = []
     for p in analysis.get("predictors", []):
         rows.append(

@@ -166,6 +166,21 @@ def test_analysis_of_a_hand_made_document():
     assert "not measured: no source data" in md
 
 
+def test_the_truths_repeatability_compares_the_order_on_other_seeds_with_the_true_order():
+    doc = {
+        "config": {"zoo": [{"name": n} for n in FIDS]},
+        "runs": {n: _run(f) for n, f in FIDS.items()},
+        # a and b swap on the other seeds; scratch and unknown names are left out
+        "remeasured": {"fid": {"a": 12.0, "b": 11.0, "c": 30.0, "d": 40.0, "scratch": 1.0}},
+    }
+    again = evidence.analyse(doc)["truth_repeatability"]
+    assert again["order"] == ["b", "a", "c", "d"] and not again["same_top1"]
+    assert again["spearman"] == pytest.approx(0.8) and again["n"] == 4
+    changes = [abs(doc["remeasured"]["fid"][n] - f) for n, f in FIDS.items()]
+    assert again["mean_abs_fid_change"] == pytest.approx(sum(changes) / 4)
+    assert "truth_repeatability" not in evidence.analyse({**doc, "remeasured": {"fid": {}}})
+
+
 def test_an_unfinished_source_is_left_out_of_the_truth():
     doc = {
         "config": {"zoo": [{"name": "a"}, {"name": "b"}]},
@@ -274,6 +289,13 @@ def test_a_benchmark_stopped_mid_run_resumes_skips_finished_runs_and_reports(
     for setting in ("generated", "source"):
         assert {f"{setting}/{m}" for m in ("recall", "coverage", "fid", "kid")} <= names
     assert "probe/fid" in names
+    again = saved["remeasured"]
+    assert again["seed_base"] == transfer.RESEED_BASE and set(again["fid"]) == {
+        "za",
+        "zb",
+        "scratch",
+    }
+    assert analysis["truth_repeatability"]["n"] == 2
     assert saved["probe"]["cost_kimg"] <= TINY.full_run_kimg
     final = analysis["final_fid"]
     for p in analysis["predictors"]:

@@ -178,10 +178,12 @@ class EvalProtocol:
     truncation_psi: float
     target_images: int
     metrics: MetricOptions
+    seed_base: int = METRIC_SEED_BASE
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``protocol`` object of a ``metrics.jsonl`` line."""
-        return {
+        """The ``protocol`` object of a ``metrics.jsonl`` line (``seed_base`` only when it is
+        not the default, so every run's lines read as they always have)."""
+        out = {
             "extractor": self.extractor.to_dict(),
             "samples": self.samples,
             "noise_mode": self.noise_mode,
@@ -190,10 +192,18 @@ class EvalProtocol:
             "k_pr": self.metrics.k_pr,
             "k_dc": self.metrics.k_dc,
         }
+        if self.seed_base != METRIC_SEED_BASE:
+            out["seed_base"] = self.seed_base
+        return out
 
 
 class Evaluator:
-    """Metrics of G_ema samples (fixed seeds) against the target's cached features."""
+    """Metrics of G_ema samples (fixed seeds) against the target's cached features.
+
+    Samples use seeds ``seed_base .. seed_base + metric_samples - 1``; a run always uses
+    :data:`METRIC_SEED_BASE`, and another base re-measures a generator on fresh samples (the
+    evidence benchmark's check of how repeatable a final FID is).
+    """
 
     def __init__(
         self,
@@ -201,6 +211,8 @@ class Evaluator:
         options: FinetuneOptions,
         device: torch.device,
         dist: Distributed,
+        *,
+        seed_base: int = METRIC_SEED_BASE,
     ) -> None:
         from advisor.features.extract import SharedExtractor
         from advisor.features.pipeline import FeatureOptions, compute_features
@@ -216,7 +228,7 @@ class Evaluator:
         self.target_path = target
         self._target_images: np.ndarray | None = None
         self._labels: Labels | None = None
-        self.seeds = list(range(METRIC_SEED_BASE, METRIC_SEED_BASE + options.metric_samples))
+        self.seeds = list(range(seed_base, seed_base + options.metric_samples))
         self.protocol = EvalProtocol(
             extractor=self.extractor.protocol,
             samples=len(self.seeds),
@@ -224,6 +236,7 @@ class Evaluator:
             truncation_psi=1.0,
             target_images=len(self.target),
             metrics=MetricOptions(bootstrap=0, kid_subset_size=1000),
+            seed_base=seed_base,
         )
 
     def __call__(self, G_ema: Generator) -> dict[str, float]:  # noqa: N803

@@ -476,7 +476,7 @@ def run_probes(
                 if evaluator is None:
                     evaluator = _evaluator(target, recipe, dev)
                 start = time.perf_counter()
-                record["metrics"] = _evaluate(evaluator, run_dir)
+                record["metrics"] = evaluate_latest(evaluator, run_dir)
                 record["eval_s"] = round(time.perf_counter() - start, 3)
                 _write_state(state_path, state)
             values[name] = float(record["metrics"].get(options.metric, math.nan))
@@ -536,8 +536,9 @@ def _evaluator(target: str | os.PathLike[str], recipe: FinetuneOptions, device: 
     return Evaluator(target, recipe, torch.device(device), Distributed())
 
 
-def _evaluate(evaluator: Any, run_dir: Path) -> dict[str, float]:
-    """The evaluator's metrics of the last snapshot's G_ema."""
+def evaluate_latest(evaluator: Any, run_dir: Path) -> dict[str, float]:
+    """The metrics of a run folder's last snapshot's G_ema by ``evaluator`` (an
+    :class:`advisor.finetuning.inputs.Evaluator`)."""
     from advisor.checkpoints.format import load_checkpoint
     from advisor.finetuning.folder import RunFolder
 
