@@ -243,7 +243,9 @@ def _other_measures(
     notes: list[str] = []
     classifier = inception = reference_inception = swd_result = None
     if "classifier" in o.groups:
-        labels = target_labels(reference, classes=o.classes, seed=o.seed)
+        labels = target_labels(
+            reference, classes=o.classes, seed=o.seed, cache=request.extraction.cache
+        )
         classifier = classifier_report(reference, labels, candidate.features, o)
     if "is" in o.groups:
         protocol = reference.protocol or candidate.protocol
@@ -258,8 +260,13 @@ def _other_measures(
                 progress=request.extraction.progress,
             )
             device = str(resolve_device(request.extraction.device))
-            inception = inception_score_of(candidate, shared, device=device)
-            reference_inception = inception_score_of(reference, shared, device=device)
+            confidence = o.confidence if o.bootstrap else None  # --bootstrap 0: no intervals
+            inception, reference_inception = (
+                inception_score_of(
+                    side, shared, splits=o.splits, confidence=confidence, device=device
+                )
+                for side in (candidate, reference)
+            )
     if "swd" in o.groups:
         if is_feature_file(request.reference) or is_feature_file(request.candidate):
             notes.append("swd left out: it compares images, and a side is a feature file")

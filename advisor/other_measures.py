@@ -4,9 +4,12 @@ The math lives in :mod:`advisor.metrics` (pure functions); this module gets what
 
 - IS: logits from the extractor's classifier head applied to the features already made
   (:func:`advisor.features.extract.logits_of`: the one extraction path, no second pass);
-- SWD: the images themselves, uint8 NCHW at one resolution (SWD needs no network);
+- SWD: the images themselves, uint8 NCHW at one resolution (SWD needs no network); a ranking
+  takes generated images from :func:`advisor.features.samples.sample_features` (``images_at``);
 - classifier measures: the target's class labels, from its sub-folders or from k-means on its
-  features (``classes``).
+  features (``classes``), kept in advisor's label cache
+  (:class:`advisor.features.store.LabelStore`, keyed by the features' content, K, the seed and
+  the clustering method) so the same target is clustered once.
 
 Every failure a user can cause is one :class:`AdvisorError` line.
 """
@@ -21,8 +24,10 @@ import numpy as np
 from advisor.errors import AdvisorError
 from advisor.features.extract import SharedExtractor, logits_of
 from advisor.features.files import FeatureSet
+from advisor.features.store import LabelKey, LabelStore
 from advisor.metrics.classifier import (
     DEFAULT_MIN_COUNT,
+    KMEANS_METHOD,
     ClassifierOptions,
     ClassifierReport,
     Labels,
@@ -30,6 +35,7 @@ from advisor.metrics.classifier import (
     classifier_measures,
     folder_labels,
     kmeans_labels,
+    surrogate_labels,
 )
 from advisor.metrics.inception_score import InceptionScore, score_logits
 from advisor.metrics.other import MEASURE_GROUPS
@@ -84,12 +90,18 @@ class OtherOptions:
         )
 
 
-def target_labels(target: FeatureSet, *, classes: int | None, seed: int) -> Labels:
+def target_labels(
+    target: FeatureSet, *, classes: int | None, seed: int, cache: bool = True
+) -> Labels:
     """The target's classes: k-means (``classes`` surrogate classes, seeded) when given, else
-    its sub-folders; :class:`AdvisorError` when it has neither, or a class has < 2 images."""
+    its sub-folders; :class:`AdvisorError` when it has neither, or a class has < 2 images.
+
+    k-means labels are read from and written to advisor's label cache unless ``cache`` is
+    False (``--no-cache``); a cached entry is what the clustering gave for these exact features.
+    """
     if classes is not None:
         try:
-            found = kmeans_labels(target.features, classes, seed=seed)
+            found = _kmeans_cached(target.features, classes, seed=seed, cache=cache)
         except ValueError as err:
             raise AdvisorError(str(err)) from None
     else:
@@ -108,16 +120,31 @@ def target_labels(target: FeatureSet, *, classes: int | None, seed: int) -> Labe
     return found
 
 
+def _kmeans_cached(features: np.ndarray, classes: int, *, seed: int, cache: bool) -> Labels:
+    """:func:`kmeans_labels`, through the label cache when ``cache``."""
+    if not cache:
+        return kmeans_labels(features, classes, seed=seed)
+    key = LabelKey.of(features, classes=classes, seed=seed, method=KMEANS_METHOD)
+    store = LabelStore()
+    stored = store.get(key)
+    if stored is not None:
+        return surrogate_labels(stored, classes, seed=seed)
+    found = kmeans_labels(features, classes, seed=seed)
+    store.put(key, found.labels)
+    return found
+
+
 def inception_score_of(
     features: FeatureSet | np.ndarray,
     shared: SharedExtractor,
     *,
     splits: int = 10,
+    confidence: float | None = None,
     device: str = "cpu",
 ) -> InceptionScore:
-    """IS of a feature set through ``shared``'s classifier head (see :func:`logits_of`); raw
-    arrays are taken to be made by ``shared``. AdvisorError for a network without a head or
-    features of another network."""
+    """IS of a feature set through ``shared``'s classifier head (see :func:`logits_of`), with
+    its ``confidence`` interval (None: none); raw arrays are taken to be made by ``shared``.
+    AdvisorError for a network without a head or features of another network."""
     if isinstance(features, FeatureSet):
         rows, protocol = features.features, features.protocol
     else:
@@ -129,7 +156,9 @@ def inception_score_of(
     if network.head_is_standard:
         head += " (unbiased logits)"
     try:
-        return score_logits(logits, head=head, standard_head=standard, splits=splits)
+        return score_logits(
+            logits, head=head, standard_head=standard, splits=splits, confidence=confidence
+        )
     except ValueError as err:
         raise AdvisorError(f"inception score: {err}") from None
 
@@ -164,9 +193,23 @@ def swd_resolution(*sources: str | os.PathLike[str]) -> int:
     return resolution
 
 
-def images_at(source: str | os.PathLike[str], resolution: int) -> np.ndarray:
-    """Every decodable image of ``source`` as uint8 [N, 3, R, R] (the protocol resize)."""
-    from advisor.images import load_images
+def images_at(
+    source: str | os.PathLike[str], resolution: int, *, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Every decodable image of ``source`` as uint8 [N, 3, R, R] (the protocol resize), in set
+    order, or with ``rows`` (sorted indices into those images) only these, decoding the set
+    once without holding the others. AdvisorError when a row is past the last image."""
+    from advisor.images import iter_batches, load_images, open_image_set
 
-    images, _ = load_images(source, size=resolution)
-    return np.ascontiguousarray(images)
+    if rows is None:
+        images, _ = load_images(source, size=resolution)
+        return np.ascontiguousarray(images)
+    wanted = np.asarray(rows, dtype=np.int64)
+    parts, seen = [], 0
+    for batch in iter_batches(open_image_set(source), size=resolution):
+        lo, hi = np.searchsorted(wanted, [seen, seen + len(batch.images)])
+        parts.append(batch.images.numpy()[wanted[lo:hi] - seen])
+        seen += len(batch.images)
+    if len(wanted) and wanted[-1] >= seen:
+        raise AdvisorError(f"{source}: {seen} decodable images, fewer than its features have")
+    return np.ascontiguousarray(np.concatenate(parts))

@@ -18,12 +18,14 @@ non-negative, correlated and tie-free, like Inception pool features):
   the large size and at 300 samples.
 - ``other``: the other measures, each timed next to one KID (100 subsets of 1000) on the same
   sets: the Inception Score on [N, 1008] logits vs torch-fidelity's ``isc_features_to_metric``
-  on the same logits (plus advisor's head matmul from 2048-d features); the classifier measures
-  (GAN-train, GAN-test analogue, mode coverage, with bootstrap intervals; k-means surrogate
-  classes timed apart) on a target of ``--n-kid-small`` rows and N generated rows; SWD on two
-  sets of synthetic uint8 images (``--swd-images`` x ``--swd-size`` px; no peer is installed:
-  ProGAN's TensorFlow code is not), against KID on features of as many images (the network's
-  extraction, which SWD does not need, not included).
+  on the same logits (advisor's timed with its interval, plus its head matmul from 2048-d
+  features); the classifier measures (GAN-train, GAN-test analogue, mode coverage, with
+  bootstrap intervals; k-means surrogate classes and a label-cache hit timed apart) on a target
+  of ``--n-kid-small`` rows and N generated rows; SWD on two sets of synthetic uint8 images
+  (``--swd-images`` x ``--swd-size`` px; no peer is installed: ProGAN's TensorFlow code is
+  not), against KID on features of as many images, and against KID from the images, that is
+  with the FID Inception's extraction of both sets (SWD needs none), estimated from the
+  extraction of 32 of them (seeded random weights: the cost of the real ones).
 - feature extraction: ``benchmarks/extraction.py`` (the lead's), when present, adds its keys.
 
 Run alone on an idle machine; ``--quick`` is a smoke run with small sizes.
@@ -41,6 +43,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -239,8 +242,16 @@ def other_section(
     import torch
     from torch_fidelity.metric_isc import isc_features_to_metric
 
-    from advisor.metrics.classifier import ClassifierOptions, classifier_measures, kmeans_labels
-    from advisor.metrics.inception_score import inception_score
+    from advisor.features.extract import extract_features
+    from advisor.features.inception import InceptionV3Features
+    from advisor.features.store import LabelKey, LabelStore
+    from advisor.metrics.classifier import (
+        KMEANS_METHOD,
+        ClassifierOptions,
+        classifier_measures,
+        kmeans_labels,
+    )
+    from advisor.metrics.inception_score import inception_score, score_logits
     from advisor.metrics.swd import swd
 
     out: dict[str, object] = {"n": n, "n_target": n_target, "dim": dim}
@@ -252,13 +263,17 @@ def other_section(
     head_s, logits = timed(lambda: cand @ head)
     peer_s, peer = timed(lambda: isc_features_to_metric(torch.from_numpy(logits)))
     ours_s, (mean, std) = timed(lambda: inception_score(logits))
+    interval_s, scored = timed(
+        lambda: score_logits(logits, head="bench", standard_head=True, confidence=0.95)
+    )
     out["is"] = {
         "torch_fidelity_s": peer_s,
         "advisor_s": ours_s,
+        "advisor_with_interval_s": interval_s,
         "advisor_head_matmul_s": head_s,
         "speedup": peer_s / ours_s,
-        "vs_kid": (ours_s + head_s) / kid_s,
-        "advisor": {"mean": mean, "std": std},
+        "vs_kid": (interval_s + head_s) / kid_s,
+        "advisor": {"mean": mean, "std": std, "low": scored.low, "high": scored.high},
         "torch_fidelity": {
             "mean": peer["inception_score_mean"],
             "std": peer["inception_score_std"],
@@ -268,12 +283,21 @@ def other_section(
 
     target = synthetic_features(n_target, dim, seed=9)
     kmeans_s, labels = timed(lambda: kmeans_labels(target, 10, seed=0))
+    with tempfile.TemporaryDirectory() as folder:
+        store = LabelStore(folder)
+        key = LabelKey.of(target, classes=10, seed=0, method=KMEANS_METHOD)
+        store.put(key, labels.labels)
+        hit_s, hit = timed(
+            lambda: store.get(LabelKey.of(target, classes=10, seed=0, method=KMEANS_METHOD))
+        )
+        assert hit is not None and np.array_equal(hit, labels.labels)
     classifier_s, report = timed(
         lambda: classifier_measures(target, labels, cand, options=ClassifierOptions())
     )
     kid_small_s, _ = timed(lambda: kid(target, cand))
     out["classifier"] = {
         "kmeans_10_s": kmeans_s,
+        "kmeans_cache_hit_s": hit_s,
         "advisor_s": classifier_s,
         "kid_same_sets_s": kid_small_s,
         "vs_kid": classifier_s / kid_small_s,
@@ -291,6 +315,12 @@ def other_section(
     fa = synthetic_features(swd_images, dim, seed=10)
     fb = synthetic_features(swd_images, dim, seed=11)
     kid_swd_s, _ = timed(lambda: kid(fa, fb))
+    torch.manual_seed(0)
+    network = InceptionV3Features().eval()
+    few = torch.from_numpy(a[:32])
+    extract_features(network, [few[:2]])  # warm-up
+    extract_s, _ = timed(lambda: extract_features(network, [few[:16], few[16:]]))
+    extraction_s = extract_s / len(few) * 2 * swd_images
     out["swd"] = {
         "images": swd_images,
         "size": swd_size,
@@ -299,6 +329,8 @@ def other_section(
         "peer": None,
         "kid_same_count_s": kid_swd_s,
         "vs_kid": swd_s / kid_swd_s,
+        "inception_extraction_both_sets_s": extraction_s,
+        "vs_kid_from_images": swd_s / (extraction_s + kid_swd_s),
         "value": result.mean,
     }
     return out
@@ -401,11 +433,13 @@ def print_table(results: dict[str, Any]) -> None:
                      f"{i['torch_fidelity_s']:.3f}", f"{i['speedup']:.1f}x",
                      f"rel {i['relative_difference']:.1e}; +head {i['advisor_head_matmul_s']:.2f}s;"
                      f" {i['vs_kid']:.2f}x one KID"))  # fmt: skip
-        tail = f"{c['vs_kid']:.1f}x one KID; k-means {c['kmeans_10_s']:.2f}s"
+        tail = (f"{c['vs_kid']:.2f}x one KID; k-means {c['kmeans_10_s']:.2f}s, cached "
+                f"{c['kmeans_cache_hit_s']:.3f}s")  # fmt: skip
         rows.append((f"classifier {r['n_target']}+{r['n']}x{r['dim']}", f"{c['advisor_s']:.2f}",
                      "-", "-", tail))  # fmt: skip
         rows.append((f"SWD {s['images']} imgs {s['size']}px", f"{s['advisor_s']:.2f}", "-", "-",
-                     f"{s['vs_kid']:.1f}x one KID on {s['images']} rows"))  # fmt: skip
+                     f"{s['vs_kid']:.1f}x one KID on {s['images']} rows; "
+                     f"{s['vs_kid_from_images']:.2f}x with extraction"))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))

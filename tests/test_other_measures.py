@@ -18,6 +18,7 @@ from advisor.errors import AdvisorError
 from advisor.metrics.classifier import (
     ClassifierOptions,
     Labels,
+    check_labels,
     classifier_measures,
     folder_labels,
     kmeans_labels,
@@ -67,6 +68,47 @@ def test_inception_score_of_one_class_is_one():
 def test_inception_score_refuses_fewer_rows_than_splits():
     with pytest.raises(ValueError, match="needs >= 10 rows"):
         inception_score(np.zeros((9, 1008)))
+
+
+def test_inception_score_interval_has_the_sampling_spread_and_keeps_the_value():
+    # Logits of a fixed 20-class model, 400 rows (10 splits of 40) per set. Over 2,000
+    # independent sets the IS varies with sd ``truth_sd`` around ``truth``; one set's interval
+    # should have about that half-width / t and cover ``truth`` about 95% of the time.
+    from scipy import stats
+
+    classes, n = 20, 400
+    prior = np.random.default_rng(0).standard_normal(classes)
+
+    def draw(rng):
+        return prior + 2.0 * rng.standard_normal((n, classes))
+
+    rng = np.random.default_rng(1)
+    values = np.array([inception_score(draw(rng))[0] for _ in range(2000)])
+    truth, truth_sd = values.mean(), values.std()
+    t = stats.t.ppf(0.975, 9)
+    covered, sds = 0, []
+    for _ in range(400):
+        logits = draw(rng)
+        result = score_logits(logits, head="test", standard_head=False, confidence=0.95)
+        assert (result.mean, result.std) == inception_score(logits)  # torch-fidelity's value
+        assert result.low < result.mean < result.high
+        covered += result.low <= truth <= result.high
+        sds.append((result.high - result.mean) / t)
+    assert np.mean(sds) == pytest.approx(truth_sd, rel=0.1)
+    assert 0.91 <= covered / 400 <= 0.98
+
+
+def test_inception_score_interval_of_one_class_is_the_point_one():
+    logits = np.zeros((100, 10))
+    logits[:, 3] = 40.0
+    result = score_logits(logits, head="test", standard_head=False, confidence=0.9)
+    assert result.mean == pytest.approx(1.0, abs=1e-9)
+    assert result.low == pytest.approx(1.0, abs=1e-9)
+    assert result.high == pytest.approx(1.0, abs=1e-9)
+    assert result.to_dict()["confidence"] == 0.9
+    assert score_logits(logits, head="test", standard_head=False).low is None
+    # One split has no spread to measure: no interval.
+    assert score_logits(logits, head="t", standard_head=False, splits=1, confidence=0.9).low is None
 
 
 def test_another_head_is_marked_not_comparable():
@@ -149,6 +191,16 @@ def test_laplacian_pyramid_equals_a_direct_binomial_convolution():
     # A constant image has no band-pass content.
     flat = np.full((1, 3, 32, 32), 77, dtype=np.uint8)
     assert np.abs(laplacian_pyramid(flat, 2)[0]).max() < 1e-4
+
+
+def test_one_pyramid_level_alone_equals_that_level_of_the_whole_pyramid():
+    from advisor.metrics.swd import _band
+
+    x = images(3, 64, seed=7)
+    whole = laplacian_pyramid(x, 3)
+    for depth in (0, 1):
+        assert np.array_equal(_band(x, depth, 3), whole[depth])
+    assert np.array_equal(_band(x, None, 3), whole[-1])
 
 
 def test_swd_of_a_set_with_itself_is_zero_at_every_level():
@@ -310,6 +362,76 @@ def test_kmeans_surrogate_classes_recover_separated_blobs_and_are_seeded():
         kmeans_labels(features, 1)
 
 
+def test_a_kmeans_cluster_of_one_outlier_joins_the_nearest_class_instead_of_failing():
+    truth = np.repeat(np.arange(2), 30)
+    features = blobs(truth, seed=1)
+    a, b = features[truth == 0].mean(axis=0), features[truth == 1].mean(axis=0)
+    outlier = b + 6.0 * (b - a)  # far from both blobs, nearer b
+    found = kmeans_labels(np.vstack([features, outlier]), 3, seed=0)
+    assert found.classes == ("cluster0", "cluster1")  # asked for 3, kept 2
+    assert "1 cluster(s) of one image merged" in found.source
+    assert found.labels[-1] == found.labels[truth.tolist().index(1)]
+    assert check_labels(found, len(truth) + 1).shape == (len(truth) + 1,)
+    with pytest.raises(ValueError, match="fewer than 2 clusters"):
+        kmeans_labels(np.vstack([features[:2], outlier, outlier + 50, outlier - 50]), 4, seed=0)
+
+
+def _count_clustering(monkeypatch):
+    """Count calls to the clustering behind ``target_labels``."""
+    import advisor.other_measures as om
+
+    calls = []
+    real = om.kmeans_labels
+
+    def counting(*args, **kwargs):
+        calls.append(args[1:])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(om, "kmeans_labels", counting)
+    return calls
+
+
+def test_surrogate_classes_are_clustered_once_per_features_k_and_seed(monkeypatch):
+    from advisor.features.files import FeatureSet
+    from advisor.other_measures import target_labels
+
+    calls = _count_clustering(monkeypatch)
+    target = FeatureSet(features=blobs(np.repeat(np.arange(4), 10), seed=5), protocol=None)
+    first = target_labels(target, classes=4, seed=0)
+    second = target_labels(target, classes=4, seed=0)
+    assert len(calls) == 1  # the second call read the label cache
+    assert np.array_equal(first.labels, second.labels)
+    assert (first.classes, first.source) == (second.classes, second.source)
+    assert second.labels.dtype == np.int64
+    # Another K, another seed or other features are other keys; no cache clusters every time.
+    target_labels(target, classes=3, seed=0)
+    target_labels(target, classes=4, seed=1)
+    moved = FeatureSet(features=target.features + np.float32(0.5), protocol=None)
+    target_labels(moved, classes=4, seed=0)
+    assert len(calls) == 4
+    target_labels(target, classes=4, seed=0, cache=False)
+    assert len(calls) == 5
+
+
+def test_a_damaged_label_cache_entry_is_a_miss_that_is_replaced(monkeypatch):
+    from advisor.cache import cache_dir
+    from advisor.features.files import FeatureSet
+    from advisor.other_measures import target_labels
+
+    calls = _count_clustering(monkeypatch)
+    target = FeatureSet(features=blobs(np.repeat(np.arange(3), 8), seed=6), protocol=None)
+    expected = target_labels(target, classes=3, seed=0).labels
+    (entry,) = cache_dir("labels").glob("*.npy")
+    for damage in (b"not an array", np.full(24, 7, np.int64), np.zeros(5, np.int64)):
+        if isinstance(damage, bytes):
+            entry.write_bytes(damage)
+        else:
+            np.save(entry, damage)  # out of range for K=3, or the wrong row count
+        assert np.array_equal(target_labels(target, classes=3, seed=0).labels, expected)
+    assert len(calls) == 4
+    assert np.array_equal(np.load(entry), expected)  # the last miss rewrote the entry
+
+
 def test_a_class_with_one_image_is_a_one_line_error(labelled_target):
     target, labels = labelled_target
     odd = labels.labels.copy()
@@ -353,6 +475,7 @@ def test_compare_all_metrics_json_carries_every_measure_with_its_protocol(labell
     for key in ("fid", "kid", "recall", "inception_score", "swd", "classifier"):
         assert key in out
     score = out["inception_score"]["candidate"]
+    assert score["low"] <= score["value"] <= score["high"] and score["confidence"] == 0.95
     assert score["comparable_with_published"] is False
     assert any("not comparable with published IS" in n for n in score["notes"])
     assert out["inception_score"]["reference"]["n"] == 24
@@ -383,6 +506,27 @@ def test_compare_classifier_on_an_unlabelled_target_asks_for_classes(labelled_fo
     assert result.exit_code != 0
     assert "--classes K" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_second_compare_on_an_unlabelled_reference_reads_its_classes_from_the_cache(
+    labelled_folders, monkeypatch, tmp_path
+):
+    import json
+
+    from tests.test_rank import write_modes
+
+    calls = _count_clustering(monkeypatch)
+    root = labelled_folders
+    unlabelled = write_modes(tmp_path / "unlabelled", range(3), 6, seed=4)  # 3 colours, 1 folder
+    args = ("compare", unlabelled, root / "samples", "--extractor", "efficientnet-lite0",
+            "--metrics", "classifier", "--classes", "3", "--min-count", "2", "--bootstrap", "20",
+            "--json", "--quiet", "--device", "cpu")  # fmt: skip
+    first, second = cli(*args), cli(*args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert len(calls) == 1
+    assert json.loads(first.output)["classifier"] == json.loads(second.output)["classifier"]
+    assert cli(*args, "--no-cache").exit_code == 0
+    assert len(calls) == 2
 
 
 def test_compare_metrics_names_are_checked_before_any_work(labelled_folders):
@@ -419,6 +563,91 @@ def test_rank_by_mode_coverage_orders_sources_covering_all_half_and_a_tenth(tmp_
     by_is = rank(target, by="is", **common)
     assert by_is.protocol.to_dict()["direction"] == "higher is better"
     assert all(r.other.inception_score is not None for r in by_is.rows)
+
+
+def test_rank_by_swd_measures_each_generators_seeded_samples_against_the_target(tmp_path):
+    import json
+    import shutil
+
+    from advisor.checkpoints.importers import read_checkpoint
+    from advisor.images import load_images
+    from advisor.sampling import sample
+    from tests.conftest import write_images
+    from tests.test_rank import entry, run_cli, save_generator
+
+    target = write_images(tmp_path / "target", 12, size=16, seed=1)
+    for name, seed in (("gen-a", 3), ("gen-b", 40)):
+        save_generator(tmp_path / name, seed)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tmp_path / f"gen-a{suffix}", tmp_path / f"twin{suffix}")
+    registry = tmp_path / "reg.toml"
+    registry.write_text("".join(entry(n, f"{n}.safetensors") for n in ("gen-a", "gen-b", "twin")))
+    args = ("rank", target, "--registry", registry, "--offline", "--extractor",
+            "efficientnet-lite0", "--device", "cpu", "--n-samples", 10, "--bootstrap", 20,
+            "--by", "swd", "--json")  # fmt: skip
+    first = run_cli(*args)
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.output)
+    assert data["protocol"]["by"] == "swd"
+    rows = {row["checkpoint"]: row for row in data["rows"]}
+    assert set(rows) == {"gen-a", "gen-b", "twin"}
+    values = [row["swd"]["value"] for row in data["rows"]]
+    assert values == sorted(values)  # lower is better
+    # Known answer: SWD of the 10 seeded samples (seeds 0-9, random noise seeded per image, as
+    # the ranking samples) against the target's images, computed here directly.
+    target_images, _ = load_images(target, size=16)
+    for name in ("gen-a", "gen-b"):
+        ckpt, _ = read_checkpoint(tmp_path / f"{name}.safetensors", networks=(), device="cpu")
+        images = np.concatenate(
+            [b.numpy() for b in sample(ckpt.G_ema, range(10), noise_mode="random")]
+        )
+        expected = swd(target_images, images)
+        assert rows[name]["swd"]["value"] == expected.mean
+        assert rows[name]["swd"]["n"] == 10 and set(rows[name]["swd"]["per_level"]) == {"16"}
+    # The twin's samples are the same images: the same value, so the two tie.
+    assert rows["twin"]["swd"]["value"] == rows["gen-a"]["swd"]["value"]
+    assert "twin" in rows["gen-a"]["tied_with"]
+    assert any("samples of 16 px compared with the target at its 16 px" in n
+               for n in rows["gen-a"]["notes"])  # fmt: skip
+    # A second ranking reads the features from the cache and samples the images again.
+    second = json.loads(run_cli(*args).output)
+    assert all(row["from_cache"] for row in second["rows"])
+    assert {r["checkpoint"]: r["swd"]["value"] for r in second["rows"]} == {
+        name: row["swd"]["value"] for name, row in rows.items()
+    }
+
+
+def test_rank_by_swd_in_the_source_setting_reads_source_images_and_skips_feature_files(tmp_path):
+    import json
+
+    from advisor.features.files import save_features
+    from advisor.features.pipeline import FeatureOptions, compute_features
+    from tests.test_rank import run_cli, write_modes
+
+    target = write_modes(tmp_path / "target", range(10), 4, seed=0)
+    sources = {
+        "tenth": write_modes(tmp_path / "tenth", [0], 40, seed=3),
+        "all": write_modes(tmp_path / "all", range(10), 4, seed=1),
+        "half": write_modes(tmp_path / "half", range(5), 8, seed=2),
+    }
+    options = FeatureOptions(extractor="efficientnet-lite0", device="cpu", progress=False)
+    save_features(tmp_path / "all.npz", compute_features(sources["all"], options=options))
+    given = [a for name, path in sources.items() for a in ("--source-data", f"{name}={path}")]
+    common = ("--extractor", "efficientnet-lite0", "--device", "cpu", "--n-samples", 30,
+              "--bootstrap", 0, "--by", "swd", "--setting", "source", "--json")  # fmt: skip
+    result = run_cli("rank", target, *given, "--source-data", f"npz={tmp_path / 'all.npz'}",
+                     *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # Covering the target's ten colours, half of them, or one: SWD orders them so.
+    assert [row["checkpoint"] for row in data["rows"]] == ["all", "half", "tenth"]
+    # "tenth" and "half" hold 40 images, cut to the same seeded 30 as their features.
+    assert all(row["swd"]["n"] == 30 for row in data["rows"])
+    (skip,) = data["skipped"]
+    assert skip["checkpoint"] == "npz" and "feature file" in skip["reason"]
+    # A target given as features cannot be ranked by swd: one line, before any work.
+    features = run_cli("rank", tmp_path / "all.npz", *given, *common)
+    assert features.exit_code != 0 and "rank --by swd compares images" in features.output
 
 
 @pytest.mark.parametrize(("metric", "mode"), [("is", "max"), ("swd", "min")])

@@ -1,4 +1,4 @@
-"""advisor's feature cache: features stored under what determines them, two kinds of key.
+"""advisor's feature cache: features (and labels of features) stored under what determines them.
 
 - :class:`ImageSetKey`, image-set content: the feature file format, the decode policy, the
   sha256 of every file's bytes in order (:meth:`advisor.images.ImageSet.content_hash`) and the
@@ -9,14 +9,20 @@
   :class:`SampleFeatureStore` keeps ``<cache>/samples/<digest>.npz`` (rows named ``seed<N>``,
   ``source`` recording the key) and a preview of the first images (uint8, for report grids) as
   ``<digest>.preview.npy``.
+- :class:`LabelKey`, surrogate classes of a feature set (k-means for ``--classes K``): the
+  sha256 of the features themselves (dtype, shape, bytes), K, the seed and the clustering
+  method with its library version. :class:`LabelStore` keeps ``<cache>/labels/<digest>.npy``
+  (int64 [N]), so a second ranking or comparison against the same unlabelled target reuses
+  its classes instead of clustering again.
 
-Both stores have one shape: ``Store(root=None)`` (None: the folder in advisor's cache),
-``get(key)`` (None for a miss) and ``put(key, ...)``. Entries are feature files written
+The stores have one shape: ``Store(root=None)`` (None: the folder in advisor's cache),
+``get(key)`` (None for a miss) and ``put(key, ...)``. Feature entries are feature files written
 atomically (:func:`advisor.features.files.write_npz`) and read back through the hardened
-:func:`advisor.features.files.load_features`; they must match their key (protocol, and for
-samples the seeds and source), so a damaged, foreign or stale entry is a miss that the next
-``put`` replaces. The cache is best effort: a folder that cannot be used or written costs a
-warning, never the run.
+:func:`advisor.features.files.load_features`; label entries are plain int64 ``.npy`` arrays,
+written atomically and read without unpickling. Every entry must match its key (protocol, and
+for samples the seeds and source; for labels the row count and K), so a damaged, foreign or
+stale entry is a miss that the next ``put`` replaces. The cache is best effort: a folder that
+cannot be used or written costs a warning, never the run.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.cache import atomic_write_bytes, cache_dir, os_reason
+from advisor.cache import atomic_write_bytes, cache_dir, os_reason, read_small_file
 from advisor.errors import AdvisorError
 from advisor.features.base import FeatureProtocol
 from advisor.features.files import FORMAT, FeatureSet, load_features, write_npz
@@ -44,6 +50,8 @@ __all__ = [
     "PREVIEW_IMAGES",
     "ImageSetFeatureStore",
     "ImageSetKey",
+    "LabelKey",
+    "LabelStore",
     "SampleFeatureStore",
     "SampleKey",
 ]
@@ -127,6 +135,46 @@ class SampleKey:
     def source(self) -> str:
         """The ``source`` recorded in the entry's feature file."""
         return f"samples of {self.checkpoint_sha256} ({self.digest()})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelKey:
+    """Everything that determines surrogate class labels of a feature set.
+
+    ``features_sha256``: :func:`features_sha256` of the features clustered; ``rows``: their
+    count N; ``classes``: K; ``seed``; ``method``: how they were clustered, library version
+    included (a new version may cluster differently, so its labels are not reused).
+    """
+
+    features_sha256: str
+    rows: int
+    classes: int
+    seed: int
+    method: str
+
+    @classmethod
+    def of(cls, features: np.ndarray, *, classes: int, seed: int, method: str) -> LabelKey:
+        return cls(
+            features_sha256=features_sha256(features),
+            rows=len(features),
+            classes=classes,
+            seed=seed,
+            method=method,
+        )
+
+    def digest(self) -> str:
+        """sha256 hex of every field."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def features_sha256(features: np.ndarray) -> str:
+    """sha256 hex of a feature array's dtype, shape and bytes (row order included): equal
+    values of another dtype or layout are other features."""
+    x = np.ascontiguousarray(features)
+    digest = hashlib.sha256(f"{x.dtype.str} {x.shape}\n".encode())
+    digest.update(memoryview(x).cast("B"))
+    return digest.hexdigest()
 
 
 # --- stores ----------------------------------------------------------------------------------
@@ -238,6 +286,49 @@ class SampleFeatureStore(_Store):
                 buffer = io.BytesIO()
                 np.save(buffer, np.ascontiguousarray(preview, dtype=np.uint8))
                 atomic_write_bytes(folder / f"{digest}.preview.npy", buffer.getvalue())
+        except OSError as err:
+            self._warn(f"not written ({os_reason(err)} in {folder})")
+
+
+class LabelStore(_Store):
+    """Surrogate class labels under ``root`` (default ``<cache>/labels``); best effort."""
+
+    _subdir = "labels"
+    _label = "label cache"
+
+    def get(self, key: LabelKey) -> np.ndarray | None:
+        """The stored labels, int64 [key.rows] in 0..key.classes-1, or None for a miss
+        (absent, or anything at the entry that is not such an array)."""
+        folder = self._folder()
+        if folder is None:
+            return None
+        path = folder / f"{key.digest()}.npy"
+        try:
+            data = read_small_file(path, max_bytes=8 * key.rows + 4096)  # the header is ~128
+            labels = np.load(io.BytesIO(data), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if (
+            labels.dtype != np.int64
+            or labels.shape != (key.rows,)
+            or labels.min(initial=0) < 0
+            or labels.max(initial=0) >= key.classes
+        ):
+            return None
+        return labels
+
+    def put(self, key: LabelKey, labels: np.ndarray) -> None:
+        """Store ``labels`` (integers [key.rows] in 0..key.classes-1) under ``key``."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (key.rows,):
+            raise ValueError(f"labels {labels.shape} do not fit {key.rows} rows")
+        folder = self._folder()
+        if folder is None:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, labels, allow_pickle=False)
+        try:
+            atomic_write_bytes(folder / f"{key.digest()}.npy", buffer.getvalue())
         except OSError as err:
             self._warn(f"not written ({os_reason(err)} in {folder})")
 

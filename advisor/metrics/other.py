@@ -81,7 +81,8 @@ class OtherMeasures:
     def estimate(self, name: str) -> Estimate | None:
         """The single number ``name`` (see the module docstring), None when not computed."""
         if name == "is":
-            return None if self.inception_score is None else Estimate(self.inception_score.mean)
+            score = self.inception_score
+            return None if score is None else Estimate(score.mean, score.low, score.high)
         if name == "swd":
             return None if self.swd is None else Estimate(self.swd.mean)
         if self.classifier is None:

@@ -127,6 +127,18 @@ def _patches(level: np.ndarray, positions: tuple[np.ndarray, np.ndarray], patch:
     return level[img, chan, rows, cols]
 
 
+def _band(images: np.ndarray, depth: int | None, levels: int) -> np.ndarray:
+    """One level of the float32 Laplacian pyramid of ``images`` (:func:`laplacian_pyramid`,
+    equal to its entry) without the others: band ``depth`` (0: finest), ``G_depth -
+    up(G_depth+1)``, or None for ``G_(levels-1)``, the coarsest Gaussian level."""
+    last = levels - 1 if depth is None else depth + 1
+    gauss = np.asarray(images, dtype=np.float32)
+    below = gauss
+    for _ in range(last):
+        gauss, below = below, _down(below)
+    return below if depth is None else gauss - _up(below)
+
+
 def _level_descriptors(
     images: np.ndarray,
     depth: int | None,
@@ -140,10 +152,7 @@ def _level_descriptors(
     parts = []
     for start in range(0, len(images), _IMAGE_CHUNK):
         rows = slice(start, start + _IMAGE_CHUNK)
-        if depth is None:
-            band = laplacian_pyramid(images[rows], levels)[-1]
-        else:
-            band = laplacian_pyramid(images[rows], depth + 2)[depth]
+        band = _band(images[rows], depth, levels)
         parts.append(_patches(band, (positions[0][rows], positions[1][rows]), patch))
     return _normalise(np.concatenate(parts))
 
@@ -167,29 +176,34 @@ def sliced_wasserstein(
     mean |difference| of their sorted values; the result is the mean over directions and
     repeats, accumulated in float64. For F = 1 every direction is +-1, so it equals the 1-D
     W1 of the two samples.
+
+    All repeats' directions are drawn first (the same draws, in the same order, as one repeat
+    at a time) and projected in blocks that may span repeats: one matrix product per set and
+    block, one in-place sort per projected row.
     """
     if a.ndim != 2 or a.shape != b.shape or len(a) == 0:
         raise ValueError(f"need two point sets of equal shape [M, F], got {a.shape}, {b.shape}")
     a32 = np.ascontiguousarray(a, dtype=np.float32)
     b32 = np.ascontiguousarray(b, dtype=np.float32)
+    dirs = np.empty((repeats * directions, a.shape[1]), dtype=np.float32)
+    for r in range(repeats):
+        draw = rng.standard_normal((a.shape[1], directions))
+        draw /= np.sqrt(np.sum(draw * draw, axis=0, keepdims=True))
+        dirs[r * directions : (r + 1) * directions] = draw.T
+    sums = np.empty(len(dirs), dtype=np.float64)  # per direction: sum |sorted a - sorted b|
     block = max(1, _PROJECTION_BLOCK // len(a))
-    results = []
-    for _ in range(repeats):
-        dirs = rng.standard_normal((a.shape[1], directions))
-        dirs /= np.sqrt(np.sum(dirs * dirs, axis=0, keepdims=True))
-        dirs_t = np.ascontiguousarray(dirs.T, dtype=np.float32)  # [directions, F]
-        total = 0.0
-        for start in range(0, directions, block):
-            d = dirs_t[start : start + block]
-            # [block, M]: each direction's projections contiguous, sorted in place (numpy's
-            # SIMD sort)
-            pa, pb = d @ a32.T, d @ b32.T
-            pa.sort(axis=1)
-            pb.sort(axis=1)
-            pa -= pb
-            total += float(np.abs(pa).sum(dtype=np.float64))
-        results.append(total / (len(a) * directions))
-    return float(np.mean(results))
+    for start in range(0, len(dirs), block):
+        d = dirs[start : start + block]
+        # [block, M]: each direction's projections contiguous, sorted in place (numpy's
+        # SIMD sort); the difference and its absolute value reuse pa's memory.
+        pa, pb = d @ a32.T, d @ b32.T
+        pa.sort(axis=1)
+        pb.sort(axis=1)
+        np.subtract(pa, pb, out=pa)
+        np.abs(pa, out=pa)
+        sums[start : start + len(d)] = pa.sum(axis=1, dtype=np.float64)
+    per_repeat = sums.reshape(repeats, directions).sum(axis=1) / (len(a) * directions)
+    return float(np.mean(per_repeat))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ from advisor.images import ImageSet, open_image_set
 from advisor.metrics import Estimate, MetricOptions
 from advisor.metrics.classifier import Labels
 from advisor.metrics.other import MEASURE_GROUP_OF
+from advisor.metrics.swd import MIN_LEVEL_SIZE
 from advisor.progress import Progress, default_progress, progress_task
 from advisor.ranking.options import Metric, RankOptions, Setting, SourceData, default_samples
 from advisor.ranking.result import Ranking, RankProtocol, RankRow, TargetInfo
@@ -35,7 +36,7 @@ from advisor.ranking.score import (
     score_generator,
     score_source,
 )
-from advisor.ranking.select import Candidate, select, target_size
+from advisor.ranking.select import Candidate, TargetSize, select, target_size
 from advisor.ranking.spread import default_devices, run_spread
 from advisor.ranking.ties import decide_pair, order, tie_groups
 from advisor.sampling import SAMPLER_VERSION
@@ -146,6 +147,7 @@ def rank_with(
             )
     image_set = None if is_feature_file(target) else open_image_set(target)
     size = target_size(image_set) if image_set is not None else None
+    swd_size = _swd_resolution(target, size, options)
     candidates, selection = select(
         registry, options=options, resolution=size.resolution if size else None
     )
@@ -199,6 +201,7 @@ def rank_with(
         store=SampleFeatureStore(),
         source_features=features_of,
         labels=_target_labels(target_set, options),
+        target_images=None if swd_size is None else _images_at(target, swd_size),
     )
     jobs: list[Candidate | SourceData] = []
     if options.setting in ("generated", "both"):
@@ -256,6 +259,31 @@ def _registry_sources(candidates: list[Candidate], skips: list[Skip]) -> list[So
     return sources
 
 
+def _swd_resolution(target: str, size: TargetSize | None, options: RankOptions) -> int | None:
+    """The side every image set is compared at when ranking by swd: the target's resolution
+    (its most common size), so every row is measured on the same pyramid levels. None for
+    another metric; :class:`AdvisorError` for a target SWD cannot use (cheap: headers only)."""
+    if options.by != "swd":
+        return None
+    if size is None:
+        raise AdvisorError(
+            f"{target}: rank --by swd compares images, and the target is a feature file; give "
+            "its image folder"
+        )
+    if size.resolution is None or size.resolution < MIN_LEVEL_SIZE:
+        raise AdvisorError(
+            f"{target}: SWD needs images of at least {MIN_LEVEL_SIZE} px, the target's are "
+            f"{size.resolution or 'unreadable'}"
+        )
+    return size.resolution
+
+
+def _images_at(target: str, resolution: int) -> np.ndarray:
+    from advisor.other_measures import images_at
+
+    return images_at(target, resolution)
+
+
 def _target_labels(target: FeatureSet, options: RankOptions) -> Labels | None:
     """The target's classes when the ranking is by a classifier measure (else None);
     :class:`AdvisorError` for an unlabelled target without ``--classes``."""
@@ -263,7 +291,9 @@ def _target_labels(target: FeatureSet, options: RankOptions) -> Labels | None:
         return None
     from advisor.other_measures import target_labels
 
-    return target_labels(target, classes=options.classes, seed=options.metrics.seed)
+    return target_labels(
+        target, classes=options.classes, seed=options.metrics.seed, cache=options.cache
+    )
 
 
 def _estimate(s: Scored, by: str) -> Estimate:

@@ -25,6 +25,7 @@ Metric = Literal[
     "precision",
     "density",
     "is",
+    "swd",
     "gan_train",
     "gan_test_confidence",
     "mode_coverage",
@@ -33,9 +34,10 @@ Setting = Literal["generated", "source", "both"]
 
 #: Metrics a ranking can be ordered by; ``recall`` is the transfer paper's recipe.
 #: The other measures (:mod:`advisor.metrics.other`) are computed only for the one ranked by:
-#: ``is`` (the samples' Inception Score through the extractor's head), and the classifier
-#: measures (``--classes K`` for an unlabelled target). SWD needs the images themselves, which
-#: a ranking does not keep (it caches features), so it is not offered here yet.
+#: ``is`` (the samples' Inception Score through the extractor's head), ``swd`` (on images: the
+#: target's, and each generator's samples or each source folder's images, all resized to the
+#: target's resolution; a source given as features is skipped), and the classifier measures
+#: (``--classes K`` for an unlabelled target).
 RANK_METRICS: tuple[str, ...] = get_args(Metric)
 #: Metrics where a lower value is better; for the others higher is better.
 LOWER_IS_BETTER = frozenset({"fid", "kid", "swd"})

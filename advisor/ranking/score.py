@@ -2,12 +2,14 @@
 
 A generator's features come from :func:`advisor.features.samples.sample_features` (cached by
 checkpoint hash, seeds, noise mode, truncation and extractor protocol); a source dataset's from
-the image-set feature cache. The metrics are :func:`advisor.metrics.compare_features` with the
-target as reference. For tie decisions every row also carries the replicates of the ranking
-metric under resamples SHARED by all rows (:class:`SharedResamples`): the same target-row
-resamples for recall and coverage (target-row outcomes) and the same seed-index resamples for
-precision and density (sample-row outcomes; every generator uses the same seeds), both for FID
-and KID. Differences of two rows' replicates are then a paired bootstrap.
+the image-set feature cache. Ranked by swd, the same call also returns the samples themselves
+(resized to the target's resolution), and a source folder's images are read at that resolution.
+The metrics are :func:`advisor.metrics.compare_features` with the target as reference. For tie
+decisions every row also carries the replicates of the ranking metric under resamples SHARED by
+all rows (:class:`SharedResamples`): the same target-row resamples for recall and coverage
+(target-row outcomes) and the same seed-index resamples for precision and density (sample-row
+outcomes; every generator uses the same seeds), both for FID and KID. Differences of two rows'
+replicates are then a paired bootstrap.
 
 Anything that makes one source unusable (not cached and offline, a failed download or hash, a
 corrupt or unsupported file) becomes a :class:`Skip` with a one-line reason, never an
@@ -26,7 +28,7 @@ from advisor.checkpoints.fetch import pull
 from advisor.checkpoints.importers import read_checkpoint
 from advisor.errors import AdvisorError, one_line
 from advisor.features.extract import SharedExtractor
-from advisor.features.files import FeatureSet
+from advisor.features.files import FeatureSet, is_feature_file
 from advisor.features.samples import checkpoint_sha256
 from advisor.features.samples import sample_features as _sample_features
 from advisor.features.store import SampleFeatureStore, SampleKey
@@ -140,6 +142,15 @@ def paired_replicates(
 
 
 @dataclass(frozen=True, kw_only=True)
+class _Images:
+    """A row's images for SWD (uint8 [n, 3, R, R], at the target's resolution R) and what
+    they were before resizing, in words (for the row's note)."""
+
+    pixels: np.ndarray
+    were: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ScoreContext:
     """What every job of one ranking shares (read-only across worker threads)."""
 
@@ -151,6 +162,8 @@ class ScoreContext:
     store: SampleFeatureStore | None
     source_features: Callable[[str], FeatureSet]
     labels: Labels | None = None
+    #: The target's images at the SWD resolution, uint8 [N, 3, R, R], when ranking by swd.
+    target_images: np.ndarray | None = None
 
 
 def score_generator(
@@ -190,6 +203,7 @@ def score_generator(
             batch_size=o.batch_size,
             store=store,
             on_batch=on_batch,
+            images_at=None if ctx.target_images is None else ctx.target_images.shape[-1],
         )
     except AdvisorError as err:
         return Skip(name=candidate.name, setting="generated", reason=one_line(str(err)))
@@ -210,6 +224,9 @@ def score_generator(
         preview=found.preview,
         timings=Timings(resolve=resolved, generate=found.generate_s, extract=found.extract_s),
         resolution=None if found.preview is None else int(found.preview.shape[-1]),
+        images=None
+        if found.images is None
+        else _Images(pixels=found.images, were=f"samples of {found.resolution} px"),
     )
 
 
@@ -217,8 +234,18 @@ def score_source(name: str, path: str, ctx: ScoreContext, device: str) -> Scored
     """Measure a source dataset (folder, .zip or feature file) against the target.
 
     Sets larger than the sample count are cut to a seeded random subset of that size, so every
-    row of a ranking compares sets of (at most) equal size.
+    row of a ranking compares sets of (at most) equal size. Ranked by swd, the source's images
+    (the same subset) are measured too; a source given as features is skipped.
     """
+    from advisor.other_measures import images_at
+
+    if ctx.target_images is not None and is_feature_file(path):
+        return Skip(
+            name=name,
+            setting="source",
+            reason="swd compares images and this source data is a feature file; pass its "
+            "images with --source-data NAME=DIR",
+        )
     start = time.perf_counter()
     try:
         feature_set = ctx.source_features(path)
@@ -226,6 +253,7 @@ def score_source(name: str, path: str, ctx: ScoreContext, device: str) -> Scored
         return Skip(name=name, setting="source", reason=one_line(str(err)))
     features = feature_set.features
     n = len(ctx.seeds)
+    keep = None
     if len(features) > n:
         keep = np.sort(
             np.random.default_rng(ctx.options.metrics.seed).permutation(len(features))[:n]
@@ -236,6 +264,13 @@ def score_source(name: str, path: str, ctx: ScoreContext, device: str) -> Scored
         return Skip(
             name=name, setting="source", reason=f"{len(features)} usable images, need {k + 1}"
         )
+    images = None
+    if ctx.target_images is not None:
+        try:
+            pixels = images_at(path, ctx.target_images.shape[-1], rows=keep)
+        except AdvisorError as err:
+            return Skip(name=name, setting="source", reason=one_line(str(err)))
+        images = _Images(pixels=pixels, were="source images")
     elapsed = time.perf_counter() - start
     return _measure(
         name,
@@ -247,6 +282,7 @@ def score_source(name: str, path: str, ctx: ScoreContext, device: str) -> Scored
         preview=None,
         timings=Timings(extract=elapsed),
         resolution=None,
+        images=images,
     )
 
 
@@ -261,6 +297,7 @@ def _measure(
     preview: np.ndarray | None,
     timings: Timings,
     resolution: int | None,
+    images: _Images | None = None,
 ) -> Scored | Skip:
     start = time.perf_counter()
     try:
@@ -272,7 +309,7 @@ def _measure(
             options=ctx.options.metrics,
             resamples=ctx.resamples,
         )
-        other = _other_measure(features, ctx, device)
+        other = _other_measure(features, ctx, device, images)
     except ValueError as err:
         return Skip(name=name, setting=setting, reason=f"metrics failed: {one_line(str(err))}")
     except AdvisorError as err:
@@ -298,9 +335,12 @@ def _measure(
     )
 
 
-def _other_measure(features: np.ndarray, ctx: ScoreContext, device: str) -> OtherMeasures:
+def _other_measure(
+    features: np.ndarray, ctx: ScoreContext, device: str, images: _Images | None
+) -> OtherMeasures:
     """The other measure the ranking is ordered by (nothing for the default metrics)."""
     from advisor.metrics.classifier import classifier_measures
+    from advisor.metrics.swd import swd
     from advisor.other_measures import inception_score_of
 
     by = ctx.options.by
@@ -312,8 +352,16 @@ def _other_measure(features: np.ndarray, ctx: ScoreContext, device: str) -> Othe
         "read close values as undecided"
     )
     if group == "is":
-        score = inception_score_of(features, ctx.extractor, device=device)
+        m = ctx.options.metrics
+        confidence = m.confidence if m.bootstrap else None  # --bootstrap 0: no intervals
+        score = inception_score_of(features, ctx.extractor, confidence=confidence, device=device)
         return OtherMeasures(inception_score=score, notes=(note,))
+    if group == "swd":
+        assert ctx.target_images is not None and images is not None  # made for by=swd
+        result = swd(ctx.target_images, images.pixels, options=ctx.options.other_options().swd)
+        size = ctx.target_images.shape[-1]
+        resized = f"{images.were} compared with the target at its {size} px"
+        return OtherMeasures(swd=result, notes=(note, resized, *result.notes))
     assert ctx.labels is not None  # made by rank_with for the classifier measures
     report = classifier_measures(
         ctx.target, ctx.labels, features, options=ctx.options.other_options().classifier_options()
