@@ -258,6 +258,61 @@ def analyse(doc: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def across_targets(analyses: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Every predictor over several targets (``{target name: analysis}``, each from
+    :func:`analyse`): per target its Spearman and whether its pick is optimal, the mean
+    Spearman over the targets that could score it, and whether its pick is optimal on every
+    target. Predictors are listed best first by (optimal everywhere, mean Spearman).
+
+    ``evidence_default``: the rule that chooses ``advisor rank``'s default (written after the
+    example targets' first results; targets it has not seen test it): among predictors of the
+    ``generated`` setting (the only one every registry entry supports; ``source`` needs each
+    source's training data) that were scored on every target, those whose pick is optimal on
+    every target, the highest mean Spearman; None when none is.
+    """
+    names: dict[str, None] = {}
+    for analysis in analyses.values():
+        for p in analysis.get("predictors", []):
+            names.setdefault(p["name"])
+    rows = []
+    for name in names:
+        per = {}
+        for target, analysis in analyses.items():
+            found = next((p for p in analysis.get("predictors", []) if p["name"] == name), None)
+            if found is not None:
+                per[target] = {"spearman": found["spearman"], "optimal": found["optimal"]}
+        scored = [v["spearman"] for v in per.values() if v["spearman"] is not None]
+        rows.append(
+            {
+                "name": name,
+                "targets": per,
+                "on_every_target": len(per) == len(analyses),
+                "mean_spearman": sum(scored) / len(scored) if scored else None,
+                "optimal_everywhere": len(per) == len(analyses)
+                and all(v["optimal"] for v in per.values()),
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            not r["optimal_everywhere"],
+            -r["mean_spearman"] if r["mean_spearman"] is not None else math.inf,
+        )
+    )
+    eligible = [
+        r
+        for r in rows
+        if r["name"].startswith("generated/")
+        and r["on_every_target"]
+        and r["optimal_everywhere"]
+        and r["mean_spearman"] is not None
+    ]
+    return {
+        "targets": list(analyses),
+        "predictors": rows,
+        "evidence_default": eligible[0]["name"] if eligible else None,
+    }
+
+
 def _scratch_vs_best(runs: Mapping[str, Any], truth: Mapping[str, float]) -> dict[str, Any] | None:
     scratch = runs.get(SCRATCH)
     if not scratch or not scratch.get("finished") or not truth:

@@ -291,11 +291,60 @@ def write_target_report(doc: Mapping[str, Any], json_path: Path) -> Path:
     return md
 
 
+def summary_markdown(docs: Sequence[Mapping[str, Any]]) -> str:
+    """The predictors over every target (:func:`benchmarks.evidence.across_targets`) and the
+    default the evidence chooses, as markdown."""
+    from benchmarks.evidence import across_targets
+
+    targets = {target_name(d): d["analysis"] for d in docs}
+    summary = across_targets(targets)
+    names = list(targets)
+    rows = []
+    for p in summary["predictors"]:
+        cells = []
+        for t in names:
+            found = p["targets"].get(t)
+            cells.append(
+                "-"
+                if found is None
+                else f"{_num(found['spearman'])} ({'' if found['optimal'] else 'not '}optimal)"
+            )
+        rows.append(
+            [f"`{p['name']}`", *cells, _num(p["mean_spearman"]), _yes(p["optimal_everywhere"])]
+        )
+    lines = [
+        "### Every target",
+        "",
+        "Spearman correlation of each predictor with the true order, and whether its pick is "
+        "optimal, per target; best first by (optimal on every target, mean Spearman).",
+        "",
+        *_table(
+            [
+                "predictor",
+                *[f"`{t}`" for t in names],
+                "mean Spearman",
+                "optimal everywhere",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    chosen = summary["evidence_default"]
+    lines.append(
+        "The evidence's default (the rule in `benchmarks/evidence.py:across_targets`: among the "
+        "`generated` predictors, whose pick is optimal on every target, the highest mean "
+        f"Spearman): {f'`{chosen}`' if chosen else 'none qualifies'}. The rule was written "
+        "after these targets' first results, so only targets it has not seen can test it."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def update_readme(readme: Path, json_paths: Sequence[Path]) -> Path:
-    """Replace the generated part of ``readme`` with one section per results file."""
-    sections = []
-    for path in json_paths:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Replace the generated part of ``readme`` with a summary over every results file and one
+    section per results file."""
+    docs = [json.loads(Path(path).read_text(encoding="utf-8")) for path in json_paths]
+    sections = [summary_markdown(docs)] if len(docs) > 1 else []
+    for path, doc in zip(json_paths, docs, strict=True):
         write_target_report(doc, Path(path))
         stem = Path(path).with_suffix("")
         rel = Path(os.path.relpath(stem, readme.resolve().parent)).as_posix()

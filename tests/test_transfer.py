@@ -181,6 +181,40 @@ def test_the_truths_repeatability_compares_the_order_on_other_seeds_with_the_tru
     assert "truth_repeatability" not in evidence.analyse({**doc, "remeasured": {"fid": {}}})
 
 
+def test_across_targets_ranks_predictors_and_the_default_rule_needs_optimal_picks_everywhere():
+    def analysis(**predictors):
+        return {
+            "predictors": [
+                {"name": n, "spearman": rho, "optimal": opt} for n, (rho, opt) in predictors.items()
+            ]
+        }
+
+    summary = evidence.across_targets(
+        {
+            "t1": analysis(**{"generated/recall": (0.9, True), "generated/coverage": (0.6, True),
+                              "source/density": (1.0, True), "generated/fid": (0.0, True)}),
+            "t2": analysis(**{"generated/recall": (0.9, False), "generated/coverage": (0.5, True),
+                              "source/density": (0.9, True)}),
+        }
+    )  # fmt: skip
+    rows = {r["name"]: r for r in summary["predictors"]}
+    assert [r["name"] for r in summary["predictors"]] == [
+        "source/density",
+        "generated/coverage",
+        "generated/recall",  # higher mean, but not optimal on t2
+        "generated/fid",  # scored on one target only
+    ]
+    assert rows["generated/coverage"]["mean_spearman"] == pytest.approx(0.55)
+    assert (
+        rows["generated/fid"]["mean_spearman"] == 0.0
+        and not rows["generated/fid"]["on_every_target"]
+    )
+    # source/density is better but needs source data: the default comes from `generated`
+    assert summary["evidence_default"] == "generated/coverage"
+    only_recall = {"t": analysis(**{"generated/recall": (0.9, False)})}
+    assert evidence.across_targets(only_recall)["evidence_default"] is None
+
+
 def test_an_unfinished_source_is_left_out_of_the_truth():
     doc = {
         "config": {"zoo": [{"name": "a"}, {"name": "b"}]},
