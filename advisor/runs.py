@@ -118,6 +118,13 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def checkpoint_name(self) -> str | None:
+        """The name of the checkpoint it fine-tunes (from ``config.json``), None if unrecorded."""
+        checkpoint = self.config.get("checkpoint")
+        name = checkpoint.get("name") if isinstance(checkpoint, Mapping) else None
+        return name if isinstance(name, str) else None
+
     def curve(self, metric: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """``(kimg, values)`` of ``metric`` (see :func:`metric_curve`)."""
         return metric_curve(self.metrics, metric)
@@ -375,8 +382,14 @@ class CompareRow:
         return {"name": self.name, "path": self.path, **self.convergence.to_dict()}
 
 
-def run_labels(runs: Sequence[Run]) -> list[str]:
-    """Each run's folder name, or its whole path where two runs share a name."""
+def run_labels(runs: Sequence[Run], labels: Sequence[str] | None = None) -> list[str]:
+    """``labels`` when given (one per run, distinct), else each run's folder name, or its whole
+    path where two runs share a name."""
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != len(runs) or len(set(labels)) != len(labels):
+            raise ValueError("give one distinct label per run")
+        return labels
     names = [r.name for r in runs]
     return [str(r.path) if names.count(r.name) > 1 else r.name for r in runs]
 
@@ -387,9 +400,11 @@ def compare_runs(
     metric: str = "fid",
     delta: float = DEFAULT_DELTA,
     window: int = DEFAULT_WINDOW,
+    labels: Sequence[str] | None = None,
 ) -> list[CompareRow]:
     """One row per run for ``metric``, every run judged with the same ``delta`` and ``window``
-    (a run without the metric gets ``None`` numbers and 0 evaluations)."""
+    (a run without the metric gets ``None`` numbers and 0 evaluations). Rows are named by
+    ``labels`` (e.g. a service's job names), else by :func:`run_labels`."""
     mode_for(metric)  # an unknown name fails before any work
     return [
         CompareRow(
@@ -397,16 +412,22 @@ def compare_runs(
             path=str(run.path),
             convergence=_summarize(run.metrics, metric, delta=delta, window=window),
         )
-        for label, run in zip(run_labels(runs), runs, strict=True)
+        for label, run in zip(run_labels(runs, labels), runs, strict=True)
     ]
 
 
-def plot_curves(runs: Iterable[Run], metric: str, out_png: str | os.PathLike[str]) -> Path:
+def plot_curves(
+    runs: Iterable[Run],
+    metric: str,
+    out_png: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+) -> Path:
     """Plot ``metric`` against kimg for every run on shared axes, and the loss-only signal of
-    the runs that logged it in a panel below (see :func:`plot_metric_curves`); runs sharing a
-    folder name are labelled by path."""
+    the runs that logged it in a panel below (see :func:`plot_metric_curves`); lines are
+    labelled by ``labels``, else as :func:`run_labels` names them."""
     runs = list(runs)
-    labels = run_labels(runs)
+    labels = run_labels(runs, labels)
     records = {
         label: [{"kimg": r.kimg, "metrics": r.metrics} for r in run.metrics]
         for label, run in zip(labels, runs, strict=True)

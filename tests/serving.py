@@ -56,7 +56,8 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.read_log()[-2000:]}")
+        self.kill()  # no server left behind by a test that fails here
+        raise RuntimeError(f"server did not start in {timeout:g} s: {self.read_log()[-2000:]}")
 
     def read_log(self) -> str:
         return (self.data.parent / f"{self.data.name}-server.log").read_text()

@@ -487,3 +487,47 @@ def test_ddp_with_two_cpu_processes_keeps_kimg_and_parameters_consistent(source,
     metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["nimg"] for m in metrics] == [0, 16, 32]
     assert metrics[0]["protocol"]["samples"] == 12
+
+
+def test_ddp_ctrl_c_reaching_one_process_stops_every_process_after_the_same_step(
+    source, target, tmp_path
+):
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import json, os, sys, torch.distributed as dist\n"
+        "from pathlib import Path\n"
+        "from advisor.finetuning import FinetuneOptions\n"
+        "from advisor.finetuning.run import run_finetune\n"
+        "Path(sys.argv[5], f'pid{os.environ[\"RANK\"]}').write_text(str(os.getpid()))\n"
+        "opts = FinetuneOptions(**json.loads(sys.argv[3]))\n"
+        "res = run_finetune(sys.argv[1], sys.argv[2], run_dir=sys.argv[4], options=opts,\n"
+        "                   device='cpu')\n"
+        "print(json.dumps({'rank': dist.get_rank(), 'stopped_by': res.stopped_by,\n"
+        "                  'nimg': res.trainer.nimg}), flush=True)\n"
+    )
+    options = {**FAST, "kimg": 10.0, "metric_every": None, "snapshot_every": 100.0}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", str(script), str(source), str(target), json.dumps(options),
+               str(tmp_path / "run"), str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    stats = tmp_path / "run" / "stats.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (tmp_path / "pid1").is_file() and stats.is_file() and stats.read_text():
+            break
+        time.sleep(0.05)
+    os.kill(int((tmp_path / "pid1").read_text()), signal.SIGINT)  # rank 1 only, mid-run
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    ends = sorted((json.loads(x) for x in out.splitlines() if x.startswith("{")),
+                  key=lambda e: e["rank"])  # fmt: skip
+    assert [e["stopped_by"] for e in ends] == ["interrupt", "interrupt"]
+    assert ends[0]["nimg"] == ends[1]["nimg"] < 10_000
+    latest = json.loads((tmp_path / "run" / "snapshots" / "latest.json").read_text())
+    assert latest["nimg"] == ends[0]["nimg"]

@@ -1,6 +1,7 @@
 """advisor.runs and ``advisor runs ...``: reading run folders written by hand in the format that
 ``advisor finetune`` writes, comparing them, plotting them."""
 
+import importlib.util
 import json
 import math
 
@@ -232,6 +233,21 @@ def test_compare_labels_runs_sharing_a_name_by_path(tmp_path):
     a = load_run(write_run(tmp_path / "x" / "run"))
     b = load_run(write_run(tmp_path / "y" / "run"))
     assert [r.name for r in compare_runs([a, b])] == [str(a.path), str(b.path)]
+
+
+def test_compare_and_plot_take_given_labels_one_distinct_per_run(tmp_path):
+    a = load_run(write_run(tmp_path / "x" / "run"))
+    b = load_run(write_run(tmp_path / "y" / "run", fids=FIDS[::-1]))
+    rows = compare_runs([a, b], labels=["job 3", "job 5"])
+    assert [(r.name, r.path) for r in rows] == [("job 3", str(a.path)), ("job 5", str(b.path))]
+    assert rows[0].convergence == compare_runs([a])[0].convergence  # labels change names only
+    for bad in (["job 3"], ["job 3", "job 3"]):
+        with pytest.raises(ValueError, match="one distinct label per run"):
+            compare_runs([a, b], labels=bad)
+    if importlib.util.find_spec("matplotlib") is not None:
+        labelled = plot_curves([a, b], "fid", tmp_path / "l.png", labels=["job 3", "job 5"])
+        default = plot_curves([a, b], "fid", tmp_path / "d.png")
+        assert labelled.read_bytes() != default.read_bytes()  # the legend says job 3, job 5
 
 
 def test_compare_unknown_metric_lists_known_names(tmp_path):

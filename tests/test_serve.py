@@ -179,6 +179,45 @@ def test_a_compare_job_returns_the_metrics(server, assets):
     assert done["result"]["protocol"]["extractor"] == LITE
 
 
+def test_a_rank_job_takes_the_setting_the_source_data_and_the_metric_to_rank_by(server, assets):
+    client = server.client()
+    params = rank_params(assets, setting="both", source_data=[f"other={assets['other']}"], by="fid")
+    done = client.wait(client.submit("rank", params)["id"], timeout=180, poll_s=0.2)
+    assert done["state"] == "succeeded", (done, client.logs(done["id"]))
+    assert done["params"]["source_data"] == [f"other={assets['other']}"]
+    result = done["result"]
+    assert result["by"] == "fid"
+    rows = {(r["checkpoint"], r["setting"]): r for r in result["rows"]}
+    assert set(rows) == {("tiny", "generated"), ("other", "source")}
+    assert all(r["fid"] > 0 for r in rows.values())
+    fids = [r["fid"] for r in result["rows"]]
+    assert fids == sorted(fids)  # fid: lower is better, so the best comes first
+
+
+def test_a_compare_job_computes_the_metrics_selection_of_advisor_compare(server, assets):
+    client = server.client()
+    labelled = assets["root"] / "labelled"  # two classes: its sub-folders
+    for i, name in enumerate(("cats", "owls")):
+        write_images(labelled / name, 8, size=16, seed=10 + i, offset=60.0 * i - 30.0)
+    params = {"reference": str(labelled), "candidate": str(assets["other"]), "extractor": LITE,
+              "bootstrap": 10, "kid_subset_size": 6, "metrics": "is,swd,classifier",
+              "min_count": 2}  # fmt: skip
+    done = client.wait(client.submit("compare", params)["id"], timeout=180, poll_s=0.2)
+    assert done["state"] == "succeeded", (done, client.logs(done["id"]))
+    result = done["result"]
+    assert result["inception_score"]["candidate"]["n"] == 12
+    assert "16" in result["swd"]["per_level"]
+    assert result["classifier"]["labels"] == "sub-folders (2 classes)"
+    assert result["classifier"]["mode_coverage"]["classes"] == 2
+    plain = client.wait(
+        client.submit("compare", {**params, "metrics": "default"})["id"],
+        timeout=180,
+        poll_s=0.2,
+    )
+    assert plain["state"] == "succeeded", plain
+    assert "inception_score" not in plain["result"] and plain["result"]["fid"] == result["fid"]
+
+
 def test_a_finetune_job_runs_and_its_best_snapshot_downloads(server, assets, tmp_path):
     client = server.client()
     done = client.wait(
@@ -256,6 +295,11 @@ def test_bad_jobs_are_422_in_one_line_and_nothing_is_queued(server, body, reason
 
 
 def test_options_are_checked_by_the_library_before_queuing(server, assets):
+    other = assets["other"]
+
+    def compare(**extra):
+        return {"reference": str(assets["target"]), "candidate": str(other), **extra}
+
     bad = [
         ("finetune", finetune_params(assets, kimg=-1.0), "kimg must be a finite number > 0"),
         ("finetune", finetune_params(assets, aug="sometimes"), "aug must be one of"),
@@ -263,11 +307,21 @@ def test_options_are_checked_by_the_library_before_queuing(server, assets):
         ("rank", rank_params(assets, by="beauty"), "by"),
         ("rank", rank_params(assets, extractor="nope"), "nope"),
         ("rank", rank_params(assets, checkpoints=["no-such-name"]), "neither a registry name"),
+        ("rank", rank_params(assets, setting="sauce"), "setting must be one of generated,"),
+        ("rank", rank_params(assets, by="ssim"), "by must be one of recall,"),
+        ("rank", rank_params(assets, setting="both", source_data=["x"]), "NAME=PATH, got 'x'"),
+        ("rank", rank_params(assets, setting="both", source_data=["a=/etc"]), "'/etc' is outside"),
+        ("rank", rank_params(assets, source_data=[f"a={other}"]), "used with --setting source"),
+        ("rank", rank_params(assets, by="gan_train", classes=1), "classes must be 2.."),
+        ("compare", compare(metrics="fun"), "unknown metric 'fun' in metrics; known: default,"),
+        ("compare", compare(metrics="all", classes=1), "classes must be 2.."),
     ]
+    before = len(server.client().list(limit=1000))
     for kind, params, reason in bad:
         response = server.http("POST", "/jobs", json={"kind": kind, "params": params})
         assert response.status_code == 422, (kind, params)
         assert reason in response.json()["detail"], response.json()
+    assert len(server.client().list(limit=1000)) == before
 
 
 def test_a_symlink_out_of_the_allowed_roots_is_refused(server, assets, tmp_path):
@@ -424,3 +478,52 @@ def test_the_dashboard_signs_in_with_the_token_and_renders_a_rank_and_a_running_
     finally:
         client.cancel(running)
         client.wait(running, timeout=120, poll_s=0.2)
+
+
+def test_the_runs_compare_page_shows_finetune_runs_side_by_side_as_runs_compare_does(
+    server, assets
+):
+    import html
+
+    import httpx
+
+    from advisor.runs import compare_runs, load_run
+
+    client = server.client()
+    done = client.list(kind=["finetune"], state=["succeeded"])[:2]
+    for seed in range(2 - len(done)):
+        job = client.submit("finetune", finetune_params(assets, seed=seed + 1))
+        done.append(client.wait(job["id"], timeout=180, poll_s=0.2))
+    assert all(j["state"] == "succeeded" for j in done), done
+    ids = [j["id"] for j in done]
+    rank = client.submit("rank", rank_params(assets), priority=-50)["id"]  # never runs
+    client.cancel(rank)
+    browser = httpx.Client(base_url=server.url, timeout=60)
+    assert 'action="/login"' in browser.get(f"/ui/compare?jobs={ids[0]}").text
+    browser.post("/login", data={"token": server.token})
+    listing = browser.get("/").text
+    for job_id in ids:
+        assert f'<input type="checkbox" name="jobs" value="{job_id}"' in listing
+    assert 'action="/ui/compare"' in listing and 'id="compare-all"' in listing
+
+    page = browser.get("/ui/compare", params=[("jobs", str(i)) for i in ids])
+    assert page.status_code == 200
+    runs = [load_run(server.data / "jobs" / f"{i:06d}" / "run") for i in ids]
+    expected = compare_runs(runs, metric="fid")  # the run's tracked metric is the default
+    assert '<option value="fid" selected>' in page.text and 'id="runs-compare"' in page.text
+    for job_id, row in zip(ids, expected, strict=True):
+        assert f'<a href="/ui/jobs/{job_id}">job {job_id} (tiny)</a>' in page.text
+        assert f"<td>{row.convergence.best:.4g}</td>" in page.text
+    assert 'id="compare-curves" src="data:image/png;base64,' in page.text
+    recall = browser.get(f"/ui/compare?jobs={ids[0]},{ids[1]}&metric=recall").text
+    best_recall = compare_runs(runs, metric="recall")[0].convergence.best
+    assert '<option value="recall" selected>' in recall and f"<td>{best_recall:.4g}</td>" in recall
+
+    refusals = [(f"jobs={ids[0]}&metric=beauty", 422, "unknown metric 'beauty'"),
+                ("jobs=999999", 404, "no job 999999"), ("jobs=x", 422, "jobs are job ids"),
+                ("", 422, "tick at least one fine-tune"),
+                (f"jobs={rank}", 422, f"job {rank} is a rank job")]  # fmt: skip
+    for query, status, reason in refusals:
+        response = browser.get(f"/ui/compare?{query}")
+        text = html.unescape(response.text)
+        assert response.status_code == status and reason in text, (query, text)

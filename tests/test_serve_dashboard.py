@@ -1,7 +1,8 @@
-"""The dashboard in a real headless browser (Debian's ``chromium``): a finished rank and a
-running finetune render. Skipped only where no chromium is installed (``.ci/run`` installs
-one). The server runs with ``--no-auth`` on loopback, since the browser is driven with
-``--dump-dom`` and cannot sign in; the token sign-in is tested over HTTP in test_serve.py.
+"""The dashboard in a real headless browser (Debian's ``chromium``): a finished rank, a
+running finetune, and the runs-compare page of a running and a finished finetune render.
+Skipped only where no chromium is installed (``.ci/run`` installs one). The server runs with
+``--no-auth`` on loopback, since the browser is driven with ``--dump-dom`` and cannot sign in;
+the token sign-in is tested over HTTP in test_serve.py.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def dump_dom(url: str) -> str:
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no chromium installed")
-def test_a_headless_browser_renders_a_finished_rank_and_a_running_finetune(
+def test_a_headless_browser_renders_a_finished_rank_a_running_finetune_and_a_runs_compare(
     tmp_path,
     assets,  # noqa: F811
 ):
@@ -49,6 +50,15 @@ def test_a_headless_browser_renders_a_finished_rank_and_a_running_finetune(
         assert 'id="rank-table"' in page and "tiny" in page
         page = dump_dom(f"{server.url}/ui/jobs/{tune}")
         assert 'id="run-metrics"' in page and 'id="state"' in page and "running" in page
+        short = client.submit("finetune", finetune_params(assets, seed=5))["id"]  # rank's slot
+        assert client.wait(short, timeout=180, poll_s=0.2)["state"] == "succeeded"
+        listing = dump_dom(server.url + "/")
+        assert f'value="{short}"' in listing and 'id="compare-all"' in listing
+        page = dump_dom(f"{server.url}/ui/compare?jobs={tune}&jobs={short}")
+        assert 'id="runs-compare"' in page and 'id="compare-curves"' in page
+        for job_id in (tune, short):
+            assert f'href="/ui/jobs/{job_id}">job {job_id} (tiny)</a>' in page
+        assert page.count('class="state-running"') == 1 and "(best)" in page
         client.cancel(tune)
         client.wait(tune, timeout=120, poll_s=0.2)
     finally:

@@ -112,3 +112,62 @@ def test_params_round_trip_through_the_store_as_json(tmp_path):
     assert isinstance(tune, FinetuneParams) and tune.options["kimg"] == 2.0
     assert from_json("finetune", to_json(tune)) == tune
     assert os.path.isabs(tune.target)
+
+
+def test_a_job_waiting_for_devices_keeps_its_turn(store):
+    group = store.add("finetune", {"devices": 2})
+    single = store.add("rank", {})
+    assert store.claim_next(lambda job: None) is None  # the head does not fit: nothing starts
+    assert store.get(group.id).state == "queued" and store.get(single.id).state == "queued"
+    claimed = store.claim_next(lambda job: "cpu,cpu" if job.params.get("devices") else "cpu")
+    assert claimed.id == group.id and claimed.device == "cpu,cpu"
+    assert store.claim_next("cpu").id == single.id
+
+
+def test_device_groups_take_distinct_gpus_or_cpu_slots_never_a_mix():
+    from advisor.serve.jobs import device_group
+
+    assert device_group(["cuda:1", "cuda:0"], 1) == ("cuda:1",)
+    assert device_group([], 1) is None
+    assert device_group(["cuda:0", "cuda:0", "cuda:1"], 2) == ("cuda:0", "cuda:1")
+    assert device_group(["cuda:0", "cuda:0", "cuda:1"], 3) is None  # one GPU twice: no
+    assert device_group(["cpu", "cpu", "cpu"], 3) == ("cpu", "cpu", "cpu")
+    assert device_group(["cpu", "cuda:0"], 2) is None
+
+
+def test_a_group_runs_under_torchrun_one_process_per_device(tmp_path):
+    import sys
+
+    from advisor.serve.scheduler import worker_command
+
+    one = worker_command(tmp_path, ["cuda:1"])
+    assert one == [sys.executable, "-m", "advisor.serve.worker", str(tmp_path),
+                   "--device", "cuda:1"]  # fmt: skip
+    two = worker_command(tmp_path, ["cuda:0", "cuda:1"])
+    assert two == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc-per-node=2", "-m", "advisor.serve.worker", str(tmp_path),
+                   "--device", "cuda:0,cuda:1"]  # fmt: skip
+
+
+def test_finetune_devices_must_fit_the_server_and_split_the_batch(tmp_path):
+    roots = Roots(data=tmp_path)
+    (tmp_path / "t").mkdir()
+    base = {"checkpoint": "ffhq", "target": "t"}
+
+    def parse(slots, **extra):
+        return parse_params("finetune", {**base, **extra}, roots=roots, registry_names=["ffhq"],
+                            devices=slots)  # fmt: skip
+
+    tune = parse(("cpu", "cpu"), devices=2, batch=8)
+    assert tune.devices == 2 and "devices" not in tune.options
+    assert from_json("finetune", to_json(tune)) == tune
+    assert parse(("cpu",)).devices == 1
+    for slots, extra, reason in [
+        (("cpu",), {"devices": 2}, r"devices must be 1\.\.1 on this server \(its devices: cpu\)"),
+        (("cuda:0", "cuda:0"), {"devices": 2}, r"devices must be 1\.\.1 on this server"),
+        (("cpu", "cpu"), {"devices": 0}, r"devices must be 1\.\.2"),
+        (("cpu", "cpu"), {"devices": "two"}, "devices must be an integer"),
+        (("cpu", "cpu"), {"devices": 2, "batch": 7}, "batch 7 does not split over 2 devices"),
+    ]:
+        with pytest.raises(AdvisorError, match=reason):
+            parse(slots, **extra)

@@ -23,19 +23,13 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def _checkpoint_name(run: Run) -> str | None:
-    checkpoint = run.config.get("checkpoint")
-    name = checkpoint.get("name") if isinstance(checkpoint, dict) else None
-    return name if isinstance(name, str) else None
-
-
 def _overview(run: Run) -> dict[str, Any]:
     s = run.summary
     c = s.convergence
     return {
         "name": run.name,
         "path": str(run.path),
-        "checkpoint": _checkpoint_name(run),
+        "checkpoint": run.checkpoint_name,
         "target": run.config.get("target"),
         "metric": c.metric,
         "best": c.best,

@@ -304,8 +304,9 @@ def train(
                 reason = _broadcast_reason(evaluate(), trainer.dist)
                 last_eval = trainer.nimg
                 next_metric = boundary(o.metric_every)
-            if stop.raised or reason is not None:
-                stopped_by = "interrupt" if stop.raised else str(reason)
+            interrupted = _any_rank(stop.raised, trainer.dist)
+            if interrupted or reason is not None:
+                stopped_by = "interrupt" if interrupted else str(reason)
                 break
             if trainer.nimg >= next_snap and trainer.nimg < total:
                 snapshot()
@@ -387,6 +388,21 @@ def _broadcast_reason(reason: str | None, dist: Distributed) -> str | None:
     return _REASONS[int(code.item()) - 1] if int(code.item()) else None
 
 
+def _any_rank(flag: bool, dist: Distributed) -> bool:
+    """``flag`` of this process, or whether any process of the group set it.
+
+    Every process calls it after every step, so a Ctrl-C that reaches the processes of a group
+    at different steps (or only one of them) stops them all after the same step: a process
+    that left the loop alone would wait forever in its snapshot's barrier while the others
+    wait in their next step's all-reduce. One all-reduce of one number per step.
+    """
+    if not dist.active:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def _barrier(dist: Distributed) -> None:
     if dist.active:
         torch.distributed.barrier()
@@ -442,7 +458,7 @@ def run_finetune(
     folder = RunFolder(run_dir)
     if folder.config.exists():
         raise AdvisorError(f"{folder.path} already holds a run; resume it with --resume")
-    dev = resolve_device(device)
+    dev = _rank_device(resolve_device(device), dist)
     path, record = resolve_spec(checkpoint, registry_files=registry_files, offline=offline)
     ckpt = open_checkpoint(checkpoint, registry_files=registry_files, offline=offline)
     check_trainable(ckpt, options)
@@ -527,7 +543,7 @@ def resume_finetune(
     options = FinetuneOptions.from_dict(config["options"])
     if kimg is not None:
         options = dataclasses.replace(options, kimg=kimg)
-    dev = resolve_device(device)
+    dev = _rank_device(resolve_device(device), dist)
     snap = folder.snapshots / latest["snapshot"]
     state_base = folder.snapshots / latest["state"]
     try:
@@ -597,9 +613,24 @@ def _distributed() -> Distributed:
     if world <= 1:
         return Distributed()
     if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        # Gradients are CUDA tensors on GPUs, but the small collectives (ADA's signs, the tick
+        # signal, stop decisions) are CPU tensors: NCCL alone cannot carry those.
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend=backend)
     return Distributed(rank=torch.distributed.get_rank(), world_size=world)
+
+
+def _rank_device(device: torch.device, dist: Distributed) -> torch.device:
+    """This process's device: in a group on GPUs, ``cuda`` without an index (``auto``) means
+    the process's own GPU, ``cuda:LOCAL_RANK``, and the process's current CUDA device is set to
+    it (NCCL's collectives and barriers run on the current device; it is process state that
+    joining the group already implies)."""
+    if not dist.active or device.type != "cuda":
+        return device
+    if device.index is None:
+        device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', dist.rank))}")
+    torch.cuda.set_device(device)
+    return device
 
 
 def iter_metrics(run_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

@@ -227,7 +227,11 @@ def create_app(options: ServeOptions) -> FastAPI:
         if request.kind in ("rank", "finetune"):
             names = svc.registry().names()
         params = parse_params(
-            request.kind, request.params, roots=options.roots, registry_names=names
+            request.kind,
+            request.params,
+            roots=options.roots,
+            registry_names=names,
+            devices=options.devices,
         )
         job = svc.store.add(request.kind, to_json(params), priority=request.priority)
         svc.scheduler.wake()

@@ -1,26 +1,31 @@
 """The web dashboard: server-rendered Jinja2 pages, no JavaScript (pages refresh themselves
 while a job runs, with ``<meta http-equiv="refresh">``).
 
-Pages: ``/`` (the job list: state, progress, result or reason), ``/ui/jobs/{id}`` (a rank's
-table with intervals, its plots and sample grids; a finetune's summary, metric curves, metric
-table and sample grids per snapshot; the log). Images are the job's artifacts, served by the
-API. A browser signs in once at ``/login`` with the server's token, which is kept in an
-HttpOnly, SameSite=Strict cookie (so no other site can use it); the API accepts that cookie as
-it accepts the bearer header.
+Pages: ``/`` (the job list: state, progress, result or reason; tick fine-tunes there to
+compare them), ``/ui/jobs/{id}`` (a rank's table with intervals, its plots and sample grids; a
+finetune's summary, metric curves, metric table and sample grids per snapshot; the log),
+``/ui/compare?jobs=3&jobs=5&metric=fid`` (fine-tune runs side by side, as
+``advisor runs compare`` shows them: :func:`advisor.runs.compare_runs` and
+:func:`advisor.runs.plot_curves`). Images are the job's artifacts, served by the API, or inlined
+(the compare page's curves). A browser signs in once at ``/login`` with the server's token,
+which is kept in an HttpOnly, SameSite=Strict cookie (so no other site can use it); the API
+accepts that cookie as it accepts the bearer header.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hmac
 import json
 import math
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -33,6 +38,8 @@ COOKIE = "advisor_token"
 #: Seconds between refreshes of a page that shows a job still queued or running.
 REFRESH_S = 5
 _MAX_LOGIN_BODY = 8192
+#: Most runs one compare page shows.
+MAX_COMPARE = 20
 _ENV = Environment(
     loader=PackageLoader("advisor.serve", "templates"), autoescape=select_autoescape(["html"])
 )
@@ -84,6 +91,7 @@ def add_dashboard(
         jobs = [_job_row(svc.job_view(j)) for j in svc.store.list(limit=200)]
         active = any(j["state"] in ("queued", "running", "cancelling") for j in jobs)
         return page("jobs.html", title="advisor jobs", jobs=jobs, counts=svc.store.counts(),
+                    comparable=[j["id"] for j in jobs if j["comparable"]][:MAX_COMPARE],
                     refresh=REFRESH_S if active else None)  # fmt: skip
 
     @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -115,6 +123,112 @@ def add_dashboard(
             refresh=None if job.terminal else REFRESH_S,
         )
 
+    @app.get("/ui/compare", response_class=HTMLResponse, include_in_schema=False)
+    def compare_page(
+        request: Request,
+        jobs: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies it
+        metric: str | None = None,
+    ) -> HTMLResponse:
+        if not signed_in(request):
+            return login_page()
+        svc = service()
+        try:
+            view = _compare_view(svc.store, data, _job_ids(jobs), metric)
+        except _PageError as err:
+            return page("compare.html", err.status, title="compare fine-tunes", refresh=None,
+                        compare=None, error=str(err))  # fmt: skip
+        return page("compare.html", title="compare fine-tunes", compare=view, error=None,
+                    refresh=REFRESH_S if view["active"] else None)  # fmt: skip
+
+
+class _PageError(Exception):
+    """A request a page refuses: its HTTP status and one line for the page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _job_ids(values: Sequence[str]) -> list[int]:
+    """``jobs`` query values (repeated or comma-separated) as distinct job ids, in order."""
+    ids: list[int] = []
+    for text in (t.strip() for value in values for t in value.split(",")):
+        if not text:
+            continue
+        if not text.isdigit() or len(text) > 12:
+            raise _PageError(422, f"jobs are job ids, got {text[:40]!r}")
+        if int(text) not in ids:
+            ids.append(int(text))
+    if not ids:
+        raise _PageError(422, "tick at least one fine-tune in the job list to compare")
+    if len(ids) > MAX_COMPARE:
+        raise _PageError(422, f"compare at most {MAX_COMPARE} runs at a time")
+    return ids
+
+
+def _compare_view(store: Any, data: Path, ids: list[int], metric: str | None) -> dict[str, Any]:
+    """The fine-tune runs of jobs ``ids`` compared on ``metric`` (default: the first run's
+    tracked metric) by :func:`advisor.runs.compare_runs`, and their curves on shared axes."""
+    from advisor.finetuning.convergence import METRIC_MODES, mode_for
+    from advisor.runs import compare_runs, load_run, plot_curves
+
+    jobs, runs, notes = [], [], []
+    for job_id in ids:
+        job = store.get(job_id)
+        if job is None:
+            raise _PageError(404, f"no job {job_id}")
+        if job.kind != "finetune":
+            raise _PageError(422, f"job {job_id} is a {job.kind} job; only fine-tunes have runs")
+        run_dir = job_dir(data, job_id) / "run"
+        if not (run_dir / "config.json").is_file():
+            notes.append(f"job {job_id} ({job.state}) has no run yet")
+            continue
+        try:
+            runs.append(load_run(run_dir))
+        except AdvisorError as err:
+            notes.append(f"job {job_id}: {err}")
+            continue
+        jobs.append(job)
+    if not runs:
+        raise _PageError(422, "none of the chosen jobs has a run yet; " + "; ".join(notes))
+    metric = metric or runs[0].summary.convergence.metric or "fid"
+    if metric not in METRIC_MODES:
+        raise _PageError(422, f"unknown metric {metric[:40]!r}; choose one of "
+                         f"{', '.join(sorted(METRIC_MODES))}")  # fmt: skip
+    labels = [
+        f"job {job.id} ({run.checkpoint_name or '?'})" for job, run in zip(jobs, runs, strict=True)
+    ]
+    rows = compare_runs(runs, metric=metric, labels=labels)
+    notes += [
+        f"job {job.id}: {note}" for job, run in zip(jobs, runs, strict=True) for note in run.notes
+    ]
+    evaluated = [r for r in rows if r.convergence.best is not None]
+    best = None
+    if evaluated:
+        pick = min if mode_for(metric) == "min" else max
+        best = pick(evaluated, key=lambda r: r.convergence.best).name
+    table = []
+    for job, run, row in zip(jobs, runs, rows, strict=True):
+        c = row.convergence
+        table.append({"id": job.id, "label": row.name, "state": job.state,
+                      "kimg": _num(run.summary.kimg), "best": _num(c.best),
+                      "kimg_at_best": _num(c.kimg_at_best), "plateau": _num(c.plateau_kimg),
+                      "convergence": _num(c.convergence_kimg), "auc": _num(c.auc),
+                      "evaluations": c.evaluations, "is_best": row.name == best})  # fmt: skip
+    curves = None
+    if evaluated:
+        try:
+            with tempfile.TemporaryDirectory(prefix="advisor-compare-") as tmp:
+                png = plot_curves(runs, metric, Path(tmp) / "curves.png", labels=labels)
+                curves = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+        except AdvisorError as err:  # no matplotlib: the table still stands
+            notes.append(str(err))
+    else:
+        notes.append(f"none of the runs has a finite {metric} evaluation yet")
+    return {"ids": ids, "metric": metric, "mode": mode_for(metric),
+            "metrics": sorted(METRIC_MODES), "rows": table, "curves": curves, "notes": notes,
+            "active": any(not job.terminal for job in jobs)}  # fmt: skip
+
 
 def _when(stamp: float | None) -> str:
     if stamp is None:
@@ -136,7 +250,8 @@ def _job_row(view: dict[str, Any]) -> dict[str, Any]:
     else:
         summary = view.get("note") or ""
     return {**view, "fraction": (view.get("progress") or {}).get("fraction"),
-            "created_text": _when(view["created"]), "summary": summary}  # fmt: skip
+            "created_text": _when(view["created"]), "summary": summary,
+            "comparable": view["kind"] == "finetune" and view["state"] != "queued"}  # fmt: skip
 
 
 def _num(value: Any) -> str:
@@ -165,7 +280,8 @@ def _rank_view(folder: Path) -> dict[str, Any] | None:
             interval = "" if low is None else f" [{_num(low)}, {_num(high)}]"
             cells.append(f"{_num(est.get('value'))}{interval}")
         table.append({"rank": row.get("rank"), "checkpoint": row.get("checkpoint"),
-                      "cells": cells, "tied_with": row.get("tied_with") or []})  # fmt: skip
+                      "setting": row.get("setting"), "cells": cells,
+                      "tied_with": row.get("tied_with") or []})  # fmt: skip
     images = sorted(p.name for p in (folder / "report").glob("*.png"))
     return {"recommendation": report.get("recommendation", ""), "metrics": metrics,
             "rows": table, "images": images}  # fmt: skip

@@ -26,6 +26,7 @@ from typing import Any
 
 from advisor.errors import AdvisorError
 from advisor.paths import confined
+from advisor.ranking.options import Metric, Setting
 
 #: Longest string accepted in any parameter (paths included).
 MAX_TEXT = 4096
@@ -79,7 +80,12 @@ def _relative_to(path: PurePosixPath, root: Path) -> str | None:
 # --------------------------------------------------------------------------- params
 @dataclass(frozen=True, kw_only=True)
 class CompareParams:
-    """``advisor compare REFERENCE CANDIDATE``: two image folders, zips or feature files."""
+    """``advisor compare REFERENCE CANDIDATE``: two image folders, zips or feature files.
+
+    ``metrics`` is ``advisor compare --metrics``: ``default`` (FID, KID, precision, recall,
+    density, coverage), ``all`` (adds ``is``, ``swd`` and ``classifier``), or a comma list;
+    ``classes`` and ``min_count`` are the classifier measures' ``--classes`` and ``--min-count``.
+    """
 
     reference: str
     candidate: str
@@ -93,11 +99,20 @@ class CompareParams:
     bootstrap: int | None = None
     confidence: float = 0.95
     seed: int = 0
+    metrics: str = "default"
+    classes: int | None = None
+    min_count: int = 10
 
     def request(self, device: str = "cpu") -> Any:
         """The library's :class:`CompareRequest` (validates every value)."""
         from advisor.compare import CompareRequest
         from advisor.features.pipeline import ExtractionOptions
+        from advisor.metrics.other import parse_measures
+
+        try:
+            groups = parse_measures(self.metrics)
+        except ValueError as err:
+            raise AdvisorError(str(err).replace("--metrics", "metrics")) from None
 
         return CompareRequest(
             reference=self.reference,
@@ -114,18 +129,30 @@ class CompareParams:
             bootstrap=self.bootstrap,
             confidence=self.confidence,
             seed=self.seed,
+            metrics=groups,
+            classes=self.classes,
+            min_count=self.min_count,
         )
 
 
 @dataclass(frozen=True, kw_only=True)
 class RankParams:
-    """``advisor rank TARGET``: registry names or checkpoint files, ranked for a target."""
+    """``advisor rank TARGET``: registry names or checkpoint files, ranked for a target.
+
+    ``setting``, ``source_data`` (``NAME=PATH`` entries: a folder, .zip or feature file of a
+    source's training data), ``by``, ``classes`` and ``min_count`` are ``advisor rank``'s
+    ``--setting``, ``--source-data``, ``--by``, ``--classes`` and ``--min-count``.
+    """
 
     target: str
     checkpoints: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     include_all: bool = False
-    by: str = "recall"
+    setting: Setting = "generated"
+    source_data: tuple[str, ...] = ()
+    by: Metric = "recall"
+    classes: int | None = None
+    min_count: int = 10
     n_samples: int | None = None
     extractor: str = "inception"
     precision: str = "fp32"
@@ -139,7 +166,7 @@ class RankParams:
     def options(self, device: str | None = None) -> Any:
         """The library's :class:`RankOptions` (validates every value)."""
         from advisor.metrics import MetricOptions
-        from advisor.ranking import RankOptions
+        from advisor.ranking import RankOptions, SourceData
 
         try:
             metrics = MetricOptions(
@@ -152,17 +179,21 @@ class RankParams:
         except ValueError as err:
             raise AdvisorError(str(err)) from None
         return RankOptions(
-            by=self.by,  # type: ignore[arg-type]  (checked by RankOptions)
+            by=self.by,
+            setting=self.setting,
             n_samples=self.n_samples,
             checkpoints=self.checkpoints,
             tags=self.tags,
             include_all=self.include_all,
+            source_data=tuple(SourceData.parse(text) for text in self.source_data),
             extractor=self.extractor,
             precision=self.precision,
             devices=() if device is None else (device,),
             batch_size=self.batch_size,
             workers=0,
             metrics=metrics,
+            classes=self.classes,
+            min_count=self.min_count,
             progress=False,
         )
 
@@ -170,10 +201,12 @@ class RankParams:
 @dataclass(frozen=True, kw_only=True)
 class FinetuneParams:
     """``advisor finetune CHECKPOINT TARGET``: ``options`` are :class:`FinetuneOptions` fields
-    (given flat beside ``checkpoint`` and ``target`` in the request)."""
+    (given flat beside ``checkpoint`` and ``target`` in the request); ``devices`` > 1 runs it
+    as one torchrun group of that many processes, one per device (see :func:`device_group`)."""
 
     checkpoint: str
     target: str
+    devices: int = 1
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def finetune_options(self) -> Any:
@@ -189,20 +222,52 @@ PARAMS: dict[str, type] = {
 }
 
 
+#: Finetune parameters that are not :class:`FinetuneOptions` fields.
+FINETUNE_KEYS = ("checkpoint", "target", "devices")
+
+
+def device_group(free: Sequence[str], n: int) -> tuple[str, ...] | None:
+    """``n`` of the ``free`` device slots for one job, or None when that many are not free.
+
+    One device: the first free slot. Several (a torchrun group, one process per device):
+    distinct GPUs (NCCL cannot put two processes of a group on one GPU), else CPU slots (gloo
+    processes share the CPU), never a mix.
+    """
+    if n == 1:
+        return (free[0],) if free else None
+    gpus = tuple(dict.fromkeys(d for d in free if d.startswith("cuda")))
+    cpus = tuple(d for d in free if d == "cpu")
+    for pool in (gpus, cpus):
+        if len(pool) >= n:
+            return pool[:n]
+    return None
+
+
+def devices_wanted(kind: str, params: dict[str, Any]) -> int:
+    """How many device slots a stored job needs (a finetune's ``devices``, else 1)."""
+    return int(params.get("devices", 1)) if kind == "finetune" else 1
+
+
 def parse_params(
-    kind: str, params: object, *, roots: Roots, registry_names: Sequence[str] = ()
+    kind: str,
+    params: object,
+    *,
+    roots: Roots,
+    registry_names: Sequence[str] = (),
+    devices: Sequence[str] = ("cpu",),
 ) -> CompareParams | RankParams | FinetuneParams:
     """Validate ``params`` of a ``kind`` job completely (types, ranges, names, paths).
 
     Raises :class:`AdvisorError` with one line naming the first bad parameter. Paths come back
-    absolute and confined; checkpoint names in ``registry_names`` are kept as names.
+    absolute and confined; checkpoint names in ``registry_names`` are kept as names; a
+    finetune's ``devices`` must fit the server's ``devices`` (see :func:`device_group`).
     """
     if kind not in PARAMS:
         raise AdvisorError(f"unknown job kind {kind!r}; choose one of {', '.join(PARAMS)}")
     if not isinstance(params, dict):
         raise AdvisorError("params must be a JSON object")
     if kind == "finetune":
-        return _parse_finetune(params, roots=roots, registry_names=registry_names)
+        return _parse_finetune(params, roots=roots, registry_names=registry_names, devices=devices)
     parsed = _typed(PARAMS[kind], params)
     if isinstance(parsed, CompareParams):
         parsed = dataclasses.replace(
@@ -221,22 +286,39 @@ def parse_params(
         checkpoints=tuple(
             _checkpoint(c, roots=roots, registry_names=registry_names) for c in parsed.checkpoints
         ),
+        source_data=tuple(_source_data(text, roots=roots) for text in parsed.source_data),
     )
     parsed.options()
     return parsed
 
 
+def _source_data(text: str, *, roots: Roots) -> str:
+    """A ``NAME=PATH`` source-data entry with its path confined (stored absolute)."""
+    from advisor.ranking import SourceData
+
+    try:
+        source = SourceData.parse(text)
+    except AdvisorError:
+        raise AdvisorError(f"source_data entries are NAME=PATH, got {text!r}") from None
+    path = roots.confine(source.path, what=f"source_data {source.name!r}")
+    return f"{source.name}={path}"
+
+
 def _parse_finetune(
-    params: dict[str, Any], *, roots: Roots, registry_names: Sequence[str]
+    params: dict[str, Any],
+    *,
+    roots: Roots,
+    registry_names: Sequence[str],
+    devices: Sequence[str],
 ) -> FinetuneParams:
     from advisor.finetuning.options import FinetuneOptions
 
     known = {f.name for f in dataclasses.fields(FinetuneOptions)}
-    rest = {k: v for k, v in params.items() if k not in ("checkpoint", "target")}
+    rest = {k: v for k, v in params.items() if k not in FINETUNE_KEYS}
     unknown = sorted(set(rest) - known)
     if unknown:
         raise AdvisorError(
-            f"unknown finetune parameter {unknown[0]!r}; known: checkpoint, target, "
+            f"unknown finetune parameter {unknown[0]!r}; known: {', '.join(FINETUNE_KEYS)}, "
             f"{', '.join(sorted(known))}"
         )
     for name in ("checkpoint", "target"):
@@ -244,12 +326,20 @@ def _parse_finetune(
             raise AdvisorError(f"finetune needs the parameter {name!r}")
         _check_text(name, params[name])
     options = _typed(FinetuneOptions, rest)
-    parsed = FinetuneParams(
+    n = _coerce("devices", params.get("devices", 1), int)
+    if n < 1 or device_group(devices, n) is None:
+        most = max(k for k in range(1, len(devices) + 1) if device_group(devices, k))
+        raise AdvisorError(
+            f"devices must be 1..{most} on this server (its devices: {', '.join(devices)}), got {n}"
+        )
+    if options.batch is not None and options.batch % n:
+        raise AdvisorError(f"batch {options.batch} does not split over {n} devices")
+    return FinetuneParams(
         checkpoint=_checkpoint(params["checkpoint"], roots=roots, registry_names=registry_names),
         target=roots.confine(params["target"], what="target"),
+        devices=n,
         options=options.to_dict(),
     )
-    return parsed
 
 
 def _checkpoint(value: str, *, roots: Roots, registry_names: Sequence[str]) -> str:
@@ -332,7 +422,8 @@ def _coerce(name: str, value: object, hint: Any) -> Any:
 def to_json(params: CompareParams | RankParams | FinetuneParams) -> dict[str, Any]:
     """JSON-ready params, as stored (finetune options flat beside checkpoint and target)."""
     if isinstance(params, FinetuneParams):
-        return {"checkpoint": params.checkpoint, "target": params.target, **params.options}
+        return {"checkpoint": params.checkpoint, "target": params.target,
+                "devices": params.devices, **params.options}  # fmt: skip
     out = dataclasses.asdict(params)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
@@ -340,10 +431,9 @@ def to_json(params: CompareParams | RankParams | FinetuneParams) -> dict[str, An
 def from_json(kind: str, stored: dict[str, Any]) -> CompareParams | RankParams | FinetuneParams:
     """Stored params back to their dataclass (already validated: no path checks again)."""
     if kind == "finetune":
-        rest = {k: v for k, v in stored.items() if k not in ("checkpoint", "target")}
-        return FinetuneParams(
-            checkpoint=stored["checkpoint"], target=stored["target"], options=rest
-        )
+        rest = {k: v for k, v in stored.items() if k not in FINETUNE_KEYS}
+        return FinetuneParams(checkpoint=stored["checkpoint"], target=stored["target"],
+                              devices=stored.get("devices", 1), options=rest)  # fmt: skip
     cls = PARAMS[kind]
     hints = typing.get_type_hints(cls)
     return cls(

@@ -1,24 +1,28 @@
 """The scheduler: one worker subprocess per device at a time, watched until it ends.
 
-A thread claims the next queued job for each free device (priority, then FIFO; see
+A thread claims the next queued job while devices are free (priority, then FIFO; see
 :mod:`advisor.serve.store`), writes ``JOB_DIR/job.json``, and starts
-``python -m advisor.serve.worker`` with its output appended to ``JOB_DIR/log.txt``. The worker
-runs in its own session (a Ctrl-C at the server's terminal does not reach it) and is killed by
-the kernel if the server dies (``PR_SET_PDEATHSIG``), so a SIGKILLed server leaves no worker
-behind to run a job twice; at start, :meth:`Scheduler.start` also kills any worker a previous
-server left (checked by its command line) before re-queued jobs run again.
+``python -m advisor.serve.worker`` with its output appended to ``JOB_DIR/log.txt``. A finetune
+given ``devices`` > 1 waits for that many free devices (:func:`advisor.serve.jobs.device_group`;
+nothing overtakes it meanwhile) and runs as one torchrun group, ``python -m
+torch.distributed.run --standalone --nproc-per-node N -m advisor.serve.worker``, one process per
+device (:func:`worker_command`). The worker (or torchrun) runs in its own session (a Ctrl-C at
+the server's terminal does not reach it) and is killed by the kernel if the server dies
+(``PR_SET_PDEATHSIG``; a group's processes die with torchrun the same way), so a SIGKILLed
+server leaves no worker behind to run a job twice; at start, :meth:`Scheduler.start` also kills
+any process a previous server left for a re-queued job (found by its command line).
 
 A worker's end decides its job's state: ``result.json`` and status 0 -> ``succeeded`` (or
 ``cancelled`` when a cancel was asked: a finetune stopped by SIGINT keeps its snapshot and
 summary); ``error.json`` -> ``failed`` with its one-line reason; killed by a signal ->
 ``failed`` naming the signal (SIGKILL: most often the out-of-memory killer). A cancel writes
-``JOB_DIR/cancel`` and sends SIGINT, then SIGKILL after ``cancel_grace_s``.
+``JOB_DIR/cancel`` and sends SIGINT (torchrun passes it on to its processes), then SIGKILL after
+``cancel_grace_s``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -32,33 +36,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from advisor.serve import worker
+from advisor.serve.jobs import device_group, devices_wanted
 from advisor.serve.store import Job, JobStore
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:  # not Linux: workers outlive a killed server; start() still stops them
-        return None
-
-
-_LIBC = _libc()
 
 
 def _prepare_worker() -> None:  # pragma: no cover - runs in the child
     """Die with the server, and ignore SIGINT until the worker installs its own handler (a
     cancel during the interpreter's start-up is then seen through the cancel marker)."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    worker.die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
 class _Running:
     job: Job
-    device: str
+    devices: tuple[str, ...]
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
     cancel_at: float | None = None
@@ -67,6 +59,16 @@ class _Running:
 def job_dir(data: Path, job_id: int) -> Path:
     """The folder of job ``job_id`` under the server's data folder."""
     return data / "jobs" / f"{job_id:06d}"
+
+
+def worker_command(folder: Path, devices: Sequence[str]) -> list[str]:
+    """The command that runs the job in ``folder`` on ``devices``: the worker itself on one
+    device, a torchrun group of one worker process per device on several."""
+    args = ["-m", "advisor.serve.worker", str(folder), "--device", ",".join(devices)]
+    if len(devices) == 1:
+        return [sys.executable, *args]
+    group = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={len(devices)}"]
+    return [sys.executable, *group, *args]
 
 
 class Scheduler:
@@ -104,8 +106,7 @@ class Scheduler:
         behind, and start the scheduling thread. Returns the recovered jobs."""
         stale = self.store.recover()
         for job in stale:
-            if job.pid is not None:
-                _kill_stale_worker(job.pid, job_dir(self.data, job.id))
+            _kill_stale_workers(job_dir(self.data, job.id))
         self._thread = threading.Thread(target=self._loop, name="advisor-scheduler", daemon=True)
         self._thread.start()
         return stale
@@ -120,8 +121,7 @@ class Scheduler:
         with self._lock:
             running = list(self._running.values())
         for r in running:
-            with contextlib.suppress(ProcessLookupError):
-                r.proc.send_signal(signal.SIGINT)
+            _interrupt(r)
         deadline = time.monotonic() + timeout
         for r in running:
             try:
@@ -144,14 +144,13 @@ class Scheduler:
                 if r is not None and r.cancel_at is None:
                     r.cancel_at = time.monotonic() + self.cancel_grace_s
                     (job_dir(self.data, job_id) / worker.CANCEL_FILE).touch()
-                    with contextlib.suppress(ProcessLookupError):
-                        r.proc.send_signal(signal.SIGINT)
+                    _interrupt(r)
         return job
 
     def running(self) -> dict[int, str]:
-        """Running job ids and their devices."""
+        """Running job ids and their devices (comma-separated for a group)."""
         with self._lock:
-            return {job_id: r.device for job_id, r in self._running.items()}
+            return {job_id: ",".join(r.devices) for job_id, r in self._running.items()}
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -169,23 +168,30 @@ class Scheduler:
 
     def _free_devices(self) -> list[str]:
         with self._lock:
-            busy = [r.device for r in self._running.values()]
+            busy = [d for r in self._running.values() for d in r.devices]
         free = list(self.devices)
         for device in busy:
             free.remove(device)
         return free
 
     def _fill(self) -> None:
-        for device in self._free_devices():
-            job = self.store.claim_next(device)
+        """Start queued jobs, in order, while the next one's devices are free."""
+        while free := self._free_devices():
+
+            def place(job: Job, free: list[str] = free) -> str | None:
+                group = device_group(free, devices_wanted(job.kind, job.params))
+                return None if group is None else ",".join(group)
+
+            job = self.store.claim_next(place)
             if job is None:
                 return
+            devices = tuple(str(job.device).split(","))
             try:
-                self._spawn(job, device)
+                self._spawn(job, devices)
             except OSError as err:
                 self.store.finish(job.id, "failed", error=f"cannot start a worker ({err})")
 
-    def _spawn(self, job: Job, device: str) -> None:
+    def _spawn(self, job: Job, devices: tuple[str, ...]) -> None:
         folder = job_dir(self.data, job.id)
         folder.mkdir(parents=True, exist_ok=True)
         doc = {"id": job.id, "kind": job.kind, "params": job.params,
@@ -196,7 +202,7 @@ class Scheduler:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "advisor.serve.worker", str(folder), "--device", device],
+                worker_command(folder, devices),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -208,7 +214,7 @@ class Scheduler:
             log.close()
             raise
         with self._lock:
-            self._running[job.id] = _Running(job=job, device=device, proc=proc, log=log)
+            self._running[job.id] = _Running(job=job, devices=devices, proc=proc, log=log)
         self.store.set_pid(job.id, proc.pid)
         current = self.store.get(job.id)
         if current is not None and current.state == "cancelling":  # cancelled while starting
@@ -260,6 +266,32 @@ class Scheduler:
         self._wake.set()
 
 
+def _interrupt(r: _Running) -> None:
+    """Ctrl-C for a running job: SIGINT to its worker, or to every process of its torchrun
+    group (each stops after the same step, see :mod:`advisor.finetuning.run`), which then exit
+    normally, and torchrun with them. torchrun itself is signalled only while its processes are
+    not started yet (it passes the signal on to them, but then ends with a traceback)."""
+    targets = _children(r.proc.pid) if len(r.devices) > 1 else []
+    for pid in targets or [r.proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``; elsewhere none)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "PID (COMMAND) STATE PPID ...": the command may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
 def _exit_reason(rc: int | None, interrupted: bool) -> str:
     if interrupted:
         return "the worker was interrupted from outside the server"
@@ -278,16 +310,21 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _kill_stale_worker(pid: int, folder: Path) -> None:
-    """SIGKILL process ``pid`` if it is still the worker of ``folder``, and wait for it."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return
-    if b"advisor.serve.worker" not in cmdline or os.fsencode(str(folder)) not in cmdline:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+def _kill_stale_workers(folder: Path) -> None:
+    """SIGKILL every process still working on ``folder`` (a worker, a torchrun group and its
+    processes, recognised by their command line), and wait for them."""
+    wanted = os.fsencode(str(folder))
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"advisor.serve.worker" in cmdline and wanted in cmdline:
+            pids.append(int(entry.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
         time.sleep(0.05)

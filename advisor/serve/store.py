@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,13 +190,22 @@ class JobStore:
         assert job is not None
         return job
 
-    def claim_next(self, device: str) -> Job | None:
-        """Mark the next queued job (highest priority, then oldest) running on ``device``."""
+    def claim_next(self, place: str | Callable[[Job], str | None]) -> Job | None:
+        """Mark the next queued job (highest priority, then oldest) running.
+
+        ``place``: the device to run it on, or a function of that job giving its device(s)
+        (comma-separated), or None when they are not free: the job then stays queued and
+        keeps its turn (nothing behind it overtakes it, so a job waiting for several devices
+        is not starved by single-device jobs). Returns the claimed job, or None.
+        """
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id LIMIT 1"
+                "SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id LIMIT 1"
             ).fetchone()
             if row is None:
+                return None
+            device = place if isinstance(place, str) else place(_job(row))
+            if device is None:
                 return None
             db.execute(
                 "UPDATE jobs SET state = 'running', device = ?, started = ?, pid = NULL, "

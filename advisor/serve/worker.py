@@ -1,5 +1,10 @@
 """One job in its own process: ``python -m advisor.serve.worker JOB_DIR --device DEVICE``.
 
+A finetune on several devices runs as a torchrun group (``--device cuda:0,cuda:1`` under
+``torch.distributed.run --nproc-per-node 2``): every process trains on the device of its
+``LOCAL_RANK``, and only rank 0 writes the files below and logs (the run folder's own files are
+written by rank 0 as well, see :mod:`advisor.finetuning.run`).
+
 The worker reads ``JOB_DIR/job.json`` (kind, validated params, the server's registry files),
 calls advisor's Python API (:func:`advisor.compare.run_compare`,
 :func:`advisor.ranking.rank_with`, :func:`advisor.finetuning.finetune` / ``resume``), and
@@ -22,6 +27,7 @@ whose run folder already holds a snapshot resumes from it exactly; a rank simply
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -48,6 +54,25 @@ RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 #: Written by the server before it sends SIGINT: a worker that starts after it stops at once.
 CANCEL_FILE = "cancel"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere nothing):
+    the server for a worker or torchrun, torchrun for a process of its group. So a SIGKILLed
+    server leaves nothing running that could run a job twice."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not Linux: Scheduler.start still kills what a killed server left
+        return
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def group_rank() -> tuple[int, int]:
+    """``(RANK, LOCAL_RANK)`` of this process in a torchrun group; ``(0, 0)`` alone."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def json_safe(value: Any) -> Any:
@@ -85,7 +110,8 @@ class _Reporter:
 
 
 def _log(text: str) -> None:
-    print(one_line(text), flush=True)
+    if group_rank()[0] == 0:  # one log line per event, not one per process of a group
+        print(one_line(text), flush=True)
 
 
 def run_job(job_dir: Path, device: str) -> dict[str, Any]:
@@ -152,6 +178,7 @@ def _rank(
         {
             "rank": row.rank,
             "checkpoint": row.checkpoint,
+            "setting": row.setting,
             by: row.estimate(by).value,
             "tied_with": list(row.tied_with),
         }  # fmt: skip
@@ -203,7 +230,9 @@ def _finetune(
         _log(f"resuming {run_dir.name} from its last snapshot")
         run = ft.resume(run_dir, device=device, progress=on_event)
     else:
-        if run_dir.exists():  # stopped before its first snapshot: nothing to keep
+        # Stopped before its first snapshot: nothing to keep. Rank 0 alone removes it, before
+        # it joins the group (the other processes look at the folder only after that).
+        if run_dir.exists() and group_rank()[0] == 0:
             shutil.rmtree(run_dir)
         run = ft.finetune(
             params.checkpoint,
@@ -230,19 +259,30 @@ def _finetune(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m advisor.serve.worker")
     parser.add_argument("job_dir")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="a device, or one per group process")
     args = parser.parse_args(argv)
     job_dir = Path(args.job_dir)
-    for name in (RESULT_FILE, ERROR_FILE, PROGRESS_FILE):  # a previous attempt's
-        (job_dir / name).unlink(missing_ok=True)
+    devices = args.device.split(",")
+    rank, local_rank = group_rank()
+    if len(devices) > 1:
+        die_with_parent()  # with torchrun, which dies with the server
+        if os.getppid() == 1:  # torchrun died before that: do not train alone
+            return EXIT_FAILED
+    device = devices[local_rank]
+    if len(devices) > 1:
+        _log(f"a torchrun group of {len(devices)} processes on {args.device}")
+    if rank == 0:
+        for name in (RESULT_FILE, ERROR_FILE, PROGRESS_FILE):  # a previous attempt's
+            (job_dir / name).unlink(missing_ok=True)
     try:
         # The server starts workers with SIGINT ignored, so that one sent while the interpreter
         # starts cannot print a traceback; from here on it is Ctrl-C (and a finetune's stop).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if (job_dir / CANCEL_FILE).exists():
             raise KeyboardInterrupt
-        result = run_job(job_dir, args.device)
-        write_json(job_dir / RESULT_FILE, result)
+        result = run_job(job_dir, device)
+        if rank == 0:
+            write_json(job_dir / RESULT_FILE, result)
     except KeyboardInterrupt:
         _log("interrupted")
         return EXIT_INTERRUPTED
@@ -263,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(job_dir: Path, reason: str) -> int:
+    rank = group_rank()[0]
+    if rank:  # rank 0 alone writes error.json; the log says which process failed
+        print(one_line(f"process {rank} failed: {reason}"), flush=True)
+        return EXIT_FAILED
     _log(f"failed: {reason}")
     try:
         write_json(job_dir / ERROR_FILE, {"error": reason})
