@@ -70,10 +70,7 @@ class CompareRequest:
     min_count: int = 10
 
     def __post_init__(self) -> None:
-        try:
-            self.metric_options()
-        except ValueError as err:
-            raise AdvisorError(str(err)) from None
+        self.metric_options()
         self.other_options()
         if self.extractor is not None:
             check_extractor(self.extractor)
@@ -106,15 +103,14 @@ class CompareRequest:
         )
 
     def metric_options(self) -> MetricOptions:
-        extra = {} if self.bootstrap is None else {"bootstrap": self.bootstrap}
-        return MetricOptions(
+        return MetricOptions.from_user(
             k_pr=self.k_pr,
             k_dc=self.k_dc,
             kid_subsets=self.kid_subsets,
             kid_subset_size=self.kid_subset_size,
             seed=self.seed,
+            bootstrap=self.bootstrap,
             confidence=self.confidence,
-            **extra,
         )
 
 

@@ -41,12 +41,11 @@ from advisor.errors import AdvisorError
 from advisor.finetuning.convergence import (
     DEFAULT_DELTA,
     DEFAULT_WINDOW,
-    SIGNAL,
     ConvergenceSummary,
     mode_for,
-    signal_convergence,
     summarize,
 )
+from advisor.finetuning.loss_signal import SIGNAL, signal_convergence
 
 SNAPSHOT_RE = re.compile(r"snapshot-(\d{9})\.safetensors")
 LIST_DEPTH = 3
@@ -451,7 +450,7 @@ def plot_metric_curves(
     ``stats.jsonl`` records: where any has the loss-only signal (the smoothed ``d_gap_ema``,
     else the raw ``d_gap``), a second panel under the first, on the same kimg axis, draws it
     per label with a dashed line at its settling point
-    (:func:`advisor.finetuning.convergence.signal_convergence`); without it the figure has one
+    (:func:`advisor.finetuning.loss_signal.signal_convergence`); without it the figure has one
     panel. The figure uses matplotlib's default
     style whatever the user's matplotlibrc says (restored afterwards), draws on an Agg canvas
     (no pyplot, no global backend) and carries no version metadata, so the same curves give

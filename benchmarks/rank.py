@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_checkpoint
 from advisor.checkpoints.registry import load_registry
@@ -42,6 +41,12 @@ from advisor.metrics import MetricOptions
 from advisor.networks import Generator, GeneratorConfig
 from advisor.ranking import rank
 from advisor.sampling import sample
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.targets import write_noise_images  # noqa: E402
 
 
 def generator_config(resolution: int) -> GeneratorConfig:
@@ -61,12 +66,7 @@ def generator_config(resolution: int) -> GeneratorConfig:
 
 def build_world(folder: Path, *, checkpoints: int, samples: int, resolution: int) -> Path:
     """Target images and a registry of random generators in ``folder``; returns the registry."""
-    rng = np.random.default_rng(0)
-    target = folder / "target"
-    target.mkdir()
-    for i in range(samples):
-        pixels = rng.integers(0, 256, (resolution, resolution, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(target / f"{i:05d}.png")
+    write_noise_images(folder / "target", samples, size=resolution, rng=np.random.default_rng(0))
     lines = []
     for k in range(checkpoints):
         torch.manual_seed(k)

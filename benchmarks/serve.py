@@ -55,6 +55,12 @@ import numpy as np
 
 from advisor.serve.client import Client, ClientError
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.targets import write_noise_images  # noqa: E402
+
 #: Latency targets of the issue (milliseconds, p99).
 TARGET_STATUS_P99_MS = 50.0
 RESOLUTION = 16
@@ -135,7 +141,6 @@ class Tally:
 def build_assets(folder: Path) -> dict[str, Path]:
     """A tiny checkpoint (G, D, G_ema at 16 px), 12 target images and two feature files."""
     import torch
-    from PIL import Image
 
     from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_checkpoint
     from advisor.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -150,11 +155,7 @@ def build_assets(folder: Path) -> dict[str, Path]:
     meta = CheckpointMetadata(name="tiny", generator=g_cfg, discriminator=d_cfg, licence="test")
     save_checkpoint(folder / "tiny", Checkpoint(metadata=meta, G_ema=G_ema, G=G, D=D))
     rng = np.random.default_rng(0)
-    target = folder / "target"
-    target.mkdir()
-    for i in range(TARGET_IMAGES):
-        pixels = rng.integers(0, 256, (RESOLUTION, RESOLUTION, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(target / f"{i:03d}.png")
+    target = write_noise_images(folder / "target", TARGET_IMAGES, size=RESOLUTION, rng=rng)
     features = []
     for name in ("reference", "candidate"):
         path = folder / f"{name}.npy"

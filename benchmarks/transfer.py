@@ -654,8 +654,8 @@ def remeasure(
     Resumable: a run measured before is skipped."""
     import torch
 
+    from advisor.finetuning.distributed import Distributed
     from advisor.finetuning.inputs import Evaluator
-    from advisor.finetuning.training import Distributed
     from advisor.ranking.probe import evaluate_latest
 
     block = doc.setdefault("remeasured", {"seed_base": RESEED_BASE, "fid": {}})

@@ -32,6 +32,11 @@ class Server:
         self.proc: subprocess.Popen[str] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
+    def again(self) -> Server:
+        """The next server on this one's data folder, cache and arguments (not started yet):
+        what a restart after a stop or a SIGKILL brings up."""
+        return Server(self.data, cache=self.cache, args=self.args)
+
     def start(self, timeout: float = 90.0) -> Server:
         env = {
             **os.environ,
@@ -95,6 +100,11 @@ class Server:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+def serve(tmp_path: Path, *args: str) -> Server:
+    """A started server with its data folder (``data``) and cache (``cache``) in ``tmp_path``."""
+    return Server(tmp_path / "data", cache=tmp_path / "cache", args=args).start()
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.1):  # type: ignore[no-untyped-def]

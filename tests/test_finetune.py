@@ -19,8 +19,7 @@ from click.testing import CliRunner
 
 from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_checkpoint
 from advisor.errors import AdvisorError
-from advisor.finetuning import FinetuneOptions, finetune, load_run
-from advisor.finetuning import convergence as cv
+from advisor.finetuning import FinetuneOptions, finetune, load_run, loss_signal
 from advisor.finetuning.inputs import build_networks
 from advisor.finetuning.options import resolve
 from advisor.finetuning.training import Trainer, d_layers
@@ -200,15 +199,15 @@ def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(
     assert summary["finished"] and summary["stopped_by"] == "kimg" and summary["kimg"] == 0.032
     # The loss-only signal: per tick in stats.jsonl, its settling point in summary.json.
     stats = [json.loads(line) for line in (folder / "stats.jsonl").read_text().splitlines()]
-    ema = None
+    ema, halflife = None, loss_signal.DEFAULT_SIGNAL_HALFLIFE
     for line in stats:
         assert -1.0 <= line["ada_rt"] <= 1.0
         assert line["d_gap"] == pytest.approx(line["d_real"] - line["d_fake"], abs=2e-6)
-        ema = round(cv.ema_step(ema, line["d_gap"], halflife=cv.DEFAULT_SIGNAL_HALFLIFE), 6)
+        ema = round(loss_signal.ema_step(ema, line["d_gap"], halflife=halflife), 6)
         assert line["d_gap_ema"] == ema
     signal = summary["loss_signal"]
     assert signal["signal"] == "d_gap" and signal["ticks"] == len(stats) == 4
-    expected = cv.signal_convergence(stats, plateau_kimg=summary["plateau_kimg"])
+    expected = loss_signal.signal_convergence(stats, plateau_kimg=summary["plateau_kimg"])
     assert signal == json.loads(json.dumps(expected.to_dict()))
     assert summary["plateau_kimg"] is None and signal["kimg_from_plateau"] is None  # 3 evaluations
     assert "fid has not plateaued" in signal["note"]

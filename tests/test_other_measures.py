@@ -539,16 +539,12 @@ def test_compare_metrics_names_are_checked_before_any_work(labelled_folders):
 def test_rank_by_mode_coverage_orders_sources_covering_all_half_and_a_tenth(tmp_path):
     from advisor.metrics import MetricOptions
     from advisor.ranking import rank
-    from tests.test_rank import write_modes
+    from tests.test_rank import mode_sources, write_modes
 
     target = tmp_path / "target"  # labelled: one sub-folder per colour
     for m in range(10):
         write_modes(target / f"colour{m}", [m], 4, seed=m)
-    sources = {
-        "tenth": write_modes(tmp_path / "tenth", [0], 40, seed=13),
-        "all": write_modes(tmp_path / "all", range(10), 4, seed=11),
-        "half": write_modes(tmp_path / "half", range(5), 8, seed=12),
-    }
+    sources = mode_sources(tmp_path, seed=11)
     common = dict(setting="source", source_data=sources, n_samples=40,
                   extractor="efficientnet-lite0", device="cpu", progress=False,
                   metrics=MetricOptions(bootstrap=20, kid_subsets=10))  # fmt: skip
@@ -622,14 +618,10 @@ def test_rank_by_swd_in_the_source_setting_reads_source_images_and_skips_feature
 
     from advisor.features.files import save_features
     from advisor.features.pipeline import FeatureOptions, compute_features
-    from tests.test_rank import run_cli, write_modes
+    from tests.test_rank import mode_sources, run_cli, write_modes
 
     target = write_modes(tmp_path / "target", range(10), 4, seed=0)
-    sources = {
-        "tenth": write_modes(tmp_path / "tenth", [0], 40, seed=3),
-        "all": write_modes(tmp_path / "all", range(10), 4, seed=1),
-        "half": write_modes(tmp_path / "half", range(5), 8, seed=2),
-    }
+    sources = mode_sources(tmp_path, seed=1)
     options = FeatureOptions(extractor="efficientnet-lite0", device="cpu", progress=False)
     save_features(tmp_path / "all.npz", compute_features(sources["all"], options=options))
     given = [a for name, path in sources.items() for a in ("--source-data", f"{name}={path}")]

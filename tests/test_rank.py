@@ -54,6 +54,16 @@ def write_modes(folder, modes, per_mode, seed):
     return folder
 
 
+def mode_sources(folder, seed):
+    """Three sources of 40 images in ``folder``: one of the ten colours ("tenth", seed
+    ``seed + 2``), all ten ("all", ``seed``) and five ("half", ``seed + 1``)."""
+    return {
+        "tenth": write_modes(folder / "tenth", [0], 40, seed=seed + 2),
+        "all": write_modes(folder / "all", range(10), 4, seed=seed),
+        "half": write_modes(folder / "half", range(5), 8, seed=seed + 1),
+    }
+
+
 def save_generator(path, seed):
     _, g_ema, _ = tiny_networks(seed=seed)
     meta = CheckpointMetadata(name=path.name, generator=g_ema.config)
@@ -110,11 +120,7 @@ def run_cli(*args):
 
 def test_sources_covering_all_half_and_a_tenth_of_the_modes_rank_in_that_order(tmp_path):
     target = write_modes(tmp_path / "target", range(10), 4, seed=0)
-    sources = {
-        "tenth": write_modes(tmp_path / "tenth", [0], 40, seed=3),
-        "all": write_modes(tmp_path / "all", range(10), 4, seed=1),
-        "half": write_modes(tmp_path / "half", range(5), 8, seed=2),
-    }
+    sources = mode_sources(tmp_path, seed=1)
     common = dict(setting="source", source_data=sources, n_samples=40, extractor=LITE,
                   device="cpu", metrics=FAST, progress=False)  # fmt: skip
     by_recall = rank(target, by="recall", **common)

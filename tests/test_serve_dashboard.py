@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from advisor.serve.client import Client
-from tests.serving import Server, wait_for
+from tests.serving import serve, wait_for
 from tests.test_serve import assets, finetune_params, rank_params  # noqa: F401 - fixture
 
 BROWSER = next(
@@ -33,8 +33,9 @@ def test_a_headless_browser_renders_a_finished_rank_a_running_finetune_and_a_run
     tmp_path,
     assets,  # noqa: F811
 ):
-    args = ("--no-auth", "--allow-path", str(assets["root"]), "--devices", "cpu,cpu")
-    server = Server(tmp_path / "data", cache=tmp_path / "cache", args=args).start()
+    server = serve(
+        tmp_path, "--no-auth", "--allow-path", str(assets["root"]), "--devices", "cpu,cpu"
+    )
     try:
         client = Client(server.url, token="", timeout=60)  # --no-auth: no token file exists
         rank = client.submit("rank", rank_params(assets))["id"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import Server, wait_for
+from tests.serving import serve, wait_for
 from tests.test_serve import LITE, assets, finetune_params  # noqa: F401 - fixture
 
 ARGS = ("--devices", "cpu,cpu")
@@ -42,8 +42,7 @@ def test_a_two_device_finetune_holds_both_slots_and_a_cancel_stops_the_group_wit
     tmp_path,
     assets,  # noqa: F811
 ):
-    args = ("--allow-path", str(assets["root"]), *ARGS)
-    server = Server(tmp_path / "data", cache=tmp_path / "cache", args=args).start()
+    server = serve(tmp_path, "--allow-path", str(assets["root"]), *ARGS)
     try:
         client = server.client()
         tune = client.submit("finetune", finetune_params(assets, **LONG, snapshot_every=100.0))
@@ -81,12 +80,10 @@ def test_a_sigkilled_server_takes_the_group_with_it_and_the_next_resumes_it(
     tmp_path,
     assets,  # noqa: F811
 ):
-    data, cache = tmp_path / "data", tmp_path / "cache"
-    args = ("--allow-path", str(assets["root"]), *ARGS)
-    first = Server(data, cache=cache, args=args).start()
+    first = serve(tmp_path, "--allow-path", str(assets["root"]), *ARGS)
     client = first.client()
     tune = client.submit("finetune", finetune_params(assets, **LONG, snapshot_every=0.016))["id"]
-    folder = data / "jobs" / f"{tune:06d}"
+    folder = first.data / "jobs" / f"{tune:06d}"
     latest = folder / "run" / "snapshots" / "latest.json"
     wait_for(lambda: latest.is_file(), 300)
     assert len(_group_processes(folder)) == 3
@@ -94,7 +91,7 @@ def test_a_sigkilled_server_takes_the_group_with_it_and_the_next_resumes_it(
     wait_for(lambda: _group_processes(folder) == [], 15)  # nothing left to train twice
     kept = json.loads(latest.read_text())["nimg"]
 
-    second = Server(data, cache=cache, args=args).start()
+    second = first.again().start()
     try:
         client = second.client()
         wait_for(lambda: json.loads(latest.read_text())["nimg"] > kept, 300)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import Server, wait_for
+from tests.serving import serve, wait_for
 from tests.test_serve import assets, finetune_params, rank_params  # noqa: F401 - fixture
 
 SLOTS = ("--devices", "cpu,cpu")
@@ -38,9 +38,8 @@ def test_sigkill_mid_job_then_restart_loses_nothing_and_resumes_the_finetune(
     tmp_path,
     assets,  # noqa: F811
 ):
-    data, cache = tmp_path / "data", tmp_path / "cache"
-    args = ("--allow-path", str(assets["root"]), *SLOTS)
-    first = Server(data, cache=cache, args=args).start()
+    first = serve(tmp_path, "--allow-path", str(assets["root"]), *SLOTS)
+    data = first.data
     client = first.client()
     options = dict(kimg=0.048, metric_every=0.016, snapshot_every=0.016)
     tune = client.submit("finetune", finetune_params(assets, **options))["id"]
@@ -56,7 +55,7 @@ def test_sigkill_mid_job_then_restart_loses_nothing_and_resumes_the_finetune(
             wait_for(lambda pid=pid: _dead(pid), 10)  # the kernel killed the workers too
     killed_at = json.loads(latest.read_text())["nimg"]
 
-    second = Server(data, cache=cache, args=first.args).start()
+    second = first.again().start()
     try:
         client = second.client()
         jobs = {j["id"]: j for j in client.list()}

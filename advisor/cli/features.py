@@ -9,9 +9,11 @@ import click
 from advisor.cli.options import (
     FeatureFlags,
     check_source,
+    classifier_options,
     echo_json,
     feature_options,
     json_option,
+    metric_options,
     overwrite_option,
     report_skips,
     seed_option,
@@ -81,20 +83,7 @@ def features_command(
 @click.command("compare")
 @click.argument("reference")
 @click.argument("candidate")
-@click.option(
-    "--k-pr",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="k for precision and recall (Kynkaanniemi et al.).",
-)
-@click.option(
-    "--k-dc",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="k for density and coverage (Naeem et al.).",
-)
+@metric_options()
 @click.option(
     "--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True, help="KID subsets."
 )
@@ -106,13 +95,6 @@ def features_command(
     help="Rows per KID subset (clamped to the smaller set).",
 )
 @click.option(
-    "--bootstrap",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Bootstrap resamples for confidence intervals (0: none).  [default: 200]",
-)
-@click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True)
-@click.option(
     "--metrics",
     "metrics",
     default="default",
@@ -120,20 +102,7 @@ def features_command(
     help="default (FID, KID, precision, recall, density, coverage); 'all' adds is, swd and "
     "classifier (GAN-train, GAN-test confidence, mode coverage); or a comma list of them.",
 )
-@click.option(
-    "--classes",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Classifier measures on an unlabelled REFERENCE: K surrogate classes from k-means.  "
-    "[default: REFERENCE's sub-folders are its classes]",
-)
-@click.option(
-    "--min-count",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Mode coverage: a class counts as covered with at least this many samples.",
-)
+@classifier_options("REFERENCE")
 @seed_option("Seed of KID's subsets, the bootstrap, SWD, k-means and the classifier split.")
 @json_option("Print one JSON object.")
 @feature_options

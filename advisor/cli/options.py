@@ -87,6 +87,84 @@ def seed_option(help: str | None = None) -> Decorator:
     return click.option("--seed", type=int, default=0, show_default=True, help=help)
 
 
+def no_cache_option(help: str = "Neither read nor write the feature cache.") -> Decorator:
+    return click.option("--no-cache", is_flag=True, help=help)
+
+
+def _together(options: list[Decorator]) -> Decorator:
+    """One decorator applying ``options`` so that ``--help`` lists them in this order."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+def metric_options(*, ties: bool = False) -> Decorator:
+    """How the default metrics are measured: ``k_pr, k_dc, bootstrap, confidence``
+    (``bootstrap`` None when not given: the library's default, see
+    :meth:`advisor.metrics.MetricOptions.from_user`). ``ties``: the bootstrap also decides
+    ties (``advisor rank``)."""
+    decides = " and tie decisions" if ties else ""
+    return _together(
+        [
+            click.option(
+                "--k-pr",
+                type=click.IntRange(min=1),
+                default=3,
+                show_default=True,
+                help="k for precision and recall (Kynkaanniemi et al.).",
+            ),
+            click.option(
+                "--k-dc",
+                type=click.IntRange(min=1),
+                default=5,
+                show_default=True,
+                help="k for density and coverage (Naeem et al.).",
+            ),
+            click.option(
+                "--bootstrap",
+                type=click.IntRange(min=0),
+                default=None,
+                help=f"Bootstrap resamples for confidence intervals{decides} (0: none).  "
+                "[default: 200]",
+            ),
+            click.option(
+                "--confidence",
+                type=click.FloatRange(0.5, 0.999),
+                default=0.95,
+                show_default=True,
+                help=f"Confidence of the intervals{decides}.",
+            ),
+        ]
+    )
+
+
+def classifier_options(role: str) -> Decorator:
+    """The classifier measures' ``classes, min_count``; ``role`` names the real side (the
+    argument whose sub-folders are its classes, e.g. ``TARGET``)."""
+    return _together(
+        [
+            click.option(
+                "--classes",
+                type=click.IntRange(min=2),
+                default=None,
+                help=f"Classifier measures on an unlabelled {role}: K surrogate classes from "
+                f"k-means.  [default: {role}'s sub-folders are its classes]",
+            ),
+            click.option(
+                "--min-count",
+                type=click.IntRange(min=1),
+                default=10,
+                show_default=True,
+                help="Mode coverage: a class counts as covered with at least this many samples.",
+            ),
+        ]
+    )
+
+
 def feature_options(func: F) -> F:
     """The options of every command that turns images into features (see :class:`FeatureFlags`):
     ``extractor, extractor_weights, precision, device, batch_size, workers, strict, no_cache,
@@ -110,13 +188,11 @@ def feature_options(func: F) -> F:
         batch_size_option(default=64),
         workers_option("Image decoding processes (0 = in this process). Default: up to 4."),
         click.option("--strict", is_flag=True, help="Treat any skipped (bad) file as an error."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
+        no_cache_option(),
         offline_option(),
         quiet_option(),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _together(options)(func)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,17 +234,11 @@ class FeatureFlags:
         validated there, so a bad name or device fails before any image is read)."""
         from advisor.features.pipeline import FeatureOptions
 
-        return FeatureOptions(
+        return FeatureOptions.of(
+            self.extraction_options(),
             extractor=self.extractor or "inception",
             weights=self.extractor_weights,
             precision=self.precision or "fp32",
-            device=self.device,
-            batch_size=self.batch_size,
-            workers=self.workers,
-            strict=self.strict,
-            cache=not self.no_cache,
-            offline=self.offline,
-            progress=self.show_progress,
         )
 
     def progress(self) -> TqdmProgress:

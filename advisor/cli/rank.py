@@ -16,8 +16,12 @@ import click
 
 from advisor.cli.options import (
     batch_size_option,
+    classifier_options,
     device_option,
     echo_json,
+    json_option,
+    metric_options,
+    no_cache_option,
     offline_option,
     precision_option,
     quiet_option,
@@ -25,6 +29,7 @@ from advisor.cli.options import (
     seed_option,
     workers_option,
 )
+from advisor.errors import AdvisorError
 from advisor.progress import TqdmProgress
 from advisor.ranking.options import RANK_METRICS, SETTINGS
 from advisor.ranking.probe import (
@@ -75,20 +80,7 @@ if TYPE_CHECKING:
     help="Ranking metric (fid and kid: lower is better). is, gan_train, gan_test_confidence "
     "and mode_coverage are the other measures (see README, 'Other measures').",
 )
-@click.option(
-    "--classes",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Classifier measures on an unlabelled TARGET: K surrogate classes from k-means.  "
-    "[default: TARGET's sub-folders are its classes]",
-)
-@click.option(
-    "--min-count",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="mode_coverage: a class counts as covered with at least this many samples.",
-)
+@classifier_options("TARGET")
 @click.option(
     "--n-samples",
     type=int,
@@ -116,26 +108,11 @@ if TYPE_CHECKING:
 )
 @batch_size_option(default=32, maximum=MAX_BATCH_SIZE)
 @workers_option("Image decoding processes for the target (0 = in this process).")
-@click.option("--k-pr", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--k-dc", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option(
-    "--bootstrap",
-    type=click.IntRange(min=0),
-    default=200,
-    show_default=True,
-    help="Bootstrap resamples for intervals and ties (0: none).",
-)
-@click.option(
-    "--confidence",
-    type=click.FloatRange(0.5, 0.999),
-    default=0.95,
-    show_default=True,
-    help="Confidence of intervals and tie decisions.",
-)
+@metric_options(ties=True)
 @seed_option("Seed of KID subsets and the bootstrap.")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write feature caches.")
+@no_cache_option("Neither read nor write feature caches.")
 @offline_option()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option("Print one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV.")
 @click.option(
     "--out",
@@ -196,7 +173,7 @@ def rank_command(
     workers: int | None,
     k_pr: int,
     k_dc: int,
-    bootstrap: int,
+    bootstrap: int | None,
     confidence: float,
     seed: int,
     classes: int | None,
@@ -228,10 +205,10 @@ def rank_command(
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     try:
-        metric_options = MetricOptions(
+        metric_options = MetricOptions.from_user(
             k_pr=k_pr, k_dc=k_dc, bootstrap=bootstrap, confidence=confidence, seed=seed
         )
-    except ValueError as err:
+    except AdvisorError as err:  # a usage error, like the flags' own range checks
         raise click.UsageError(str(err)) from None
     options = RankOptions(
         by=by,  # type: ignore[arg-type]  (click.Choice)

@@ -9,10 +9,12 @@ The Python API::
     run = advisor.load_run("runs/a")
 
 Modules: ``options`` (the typed options and NVlabs' auto rules), ``augment`` (the ADA
-pipeline), ``training`` (losses, lazy regularisation, EMA, FreezeD, DDP gradients), ``run``
-(the loop: start, track, stop, resume), ``folder`` (its files: atomic JSON, JSONL,
-snapshots, grids), ``inputs`` (networks per init, target data, the G_ema evaluator),
-``convergence`` (best, plateau, rate, and where the loss-only signal settles).
+pipeline), ``training`` (losses, lazy regularisation, EMA, FreezeD, DDP gradients),
+``distributed`` (the torchrun group: joining it, each process's device, the collectives that
+keep the processes in step), ``run`` (start and resume), ``loop`` (train, track, stop,
+snapshot), ``folder`` (its files: atomic JSON, JSONL, snapshots, grids), ``inputs`` (networks
+per init, target data, the G_ema evaluator), ``convergence`` (best, plateau, rate) and
+``loss_signal`` (where the loss-only signal settles).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ from advisor.checkpoints.format import (
 )
 from advisor.errors import AdvisorError
 from advisor.features.base import FeatureProtocol
+from advisor.finetuning.distributed import Distributed, gather_interleaved
 from advisor.finetuning.options import FinetuneOptions
-from advisor.finetuning.training import Distributed, d_layers
+from advisor.finetuning.training import d_layers
 from advisor.metrics import MetricOptions
 from advisor.metrics.classifier import ClassifierOptions, Labels
 from advisor.metrics.other import MEASURE_GROUP_OF
@@ -259,9 +260,7 @@ class Evaluator:
             rows.append(self.extractor(b))
             if self.options.metric == "swd":
                 kept.append(b)
-        feats = torch.cat(rows).cpu()
-        if self.dist.active:
-            feats = _gather_interleaved(feats, len(self.seeds), w)
+        feats = gather_interleaved(torch.cat(rows).cpu(), len(self.seeds), self.dist)
         if self.dist.rank != 0:
             return {}
         report = compare_features(
@@ -305,13 +304,3 @@ class Evaluator:
         if name == "mode_coverage":
             return report.mode_coverage.fraction.value
         return float(getattr(report, name).value)
-
-
-def _gather_interleaved(feats: torch.Tensor, total: int, world: int) -> torch.Tensor:
-    per = math.ceil(total / world)
-    padded = torch.zeros(per, feats.shape[1])
-    padded[: len(feats)] = feats
-    parts = [torch.zeros_like(padded) for _ in range(world)]
-    torch.distributed.all_gather(parts, padded)
-    out = torch.stack(parts, dim=1).reshape(per * world, -1)  # seed i is part i % w, row i // w
-    return out[:total]

@@ -26,27 +26,15 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from advisor.finetuning.augment import AugmentPipe, ada_adjust
+from advisor.finetuning.distributed import Distributed
 from advisor.finetuning.options import FinetuneOptions
 from advisor.networks import Discriminator, Generator
-
-
-@dataclass(frozen=True, kw_only=True)
-class Distributed:
-    """This process's place in a torchrun group (``world_size`` 1: a single process)."""
-
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
 
 
 def d_layers(D: Discriminator) -> list[tuple[str, nn.Module]]:  # noqa: N803
@@ -86,7 +74,7 @@ class Trainer:
         G_ema: Generator,  # noqa: N803
         options: FinetuneOptions,
         device: torch.device,
-        dist: Distributed = Distributed(),
+        dist: Distributed = Distributed(),  # noqa: B008 - frozen
     ) -> None:
         assert options.batch is not None and options.lr is not None
         self.G, self.D, self.G_ema = G.to(device), D.to(device), G_ema.to(device)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from advisor.errors import AdvisorError
 from advisor.metrics import frechet, mmd
 from advisor.metrics.inputs import as_pair, check_k
 from advisor.metrics.manifold import manifold_indicators
@@ -87,6 +88,35 @@ class MetricOptions:
             )
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"confidence must lie strictly between 0 and 1, got {self.confidence}")
+
+    # The defaults below are the fields' own: in the class body their names hold them.
+    @classmethod
+    def from_user(
+        cls,
+        *,
+        k_pr: int = k_pr,
+        k_dc: int = k_dc,
+        kid_subsets: int = kid_subsets,
+        kid_subset_size: int = kid_subset_size,
+        seed: int = seed,
+        bootstrap: int | None = None,
+        confidence: float = confidence,
+    ) -> MetricOptions:
+        """The options a user chose (a command's flags, a service job's parameters): a bad
+        value is an :class:`AdvisorError` with the same one line, not a ``ValueError``;
+        ``bootstrap`` None is the default number of resamples."""
+        try:
+            return cls(
+                k_pr=k_pr,
+                k_dc=k_dc,
+                kid_subsets=kid_subsets,
+                kid_subset_size=kid_subset_size,
+                seed=seed,
+                bootstrap=cls.bootstrap if bootstrap is None else bootstrap,
+                confidence=confidence,
+            )
+        except ValueError as err:
+            raise AdvisorError(str(err)) from None
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

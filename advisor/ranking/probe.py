@@ -530,8 +530,8 @@ def _train(
 def _evaluator(target: str | os.PathLike[str], recipe: FinetuneOptions, device: str) -> Any:
     import torch
 
+    from advisor.finetuning.distributed import Distributed
     from advisor.finetuning.inputs import Evaluator
-    from advisor.finetuning.training import Distributed
 
     return Evaluator(target, recipe, torch.device(device), Distributed())
 

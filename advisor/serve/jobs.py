@@ -168,16 +168,13 @@ class RankParams:
         from advisor.metrics import MetricOptions
         from advisor.ranking import RankOptions, SourceData
 
-        try:
-            metrics = MetricOptions(
-                k_pr=self.k_pr,
-                k_dc=self.k_dc,
-                bootstrap=self.bootstrap,
-                confidence=self.confidence,
-                seed=self.seed,
-            )
-        except ValueError as err:
-            raise AdvisorError(str(err)) from None
+        metrics = MetricOptions.from_user(
+            k_pr=self.k_pr,
+            k_dc=self.k_dc,
+            bootstrap=self.bootstrap,
+            confidence=self.confidence,
+            seed=self.seed,
+        )
         return RankOptions(
             by=self.by,
             setting=self.setting,

@@ -268,9 +268,10 @@ class Scheduler:
 
 def _interrupt(r: _Running) -> None:
     """Ctrl-C for a running job: SIGINT to its worker, or to every process of its torchrun
-    group (each stops after the same step, see :mod:`advisor.finetuning.run`), which then exit
-    normally, and torchrun with them. torchrun itself is signalled only while its processes are
-    not started yet (it passes the signal on to them, but then ends with a traceback)."""
+    group (each stops after the same step, see :func:`advisor.finetuning.distributed.any_rank`),
+    which then exit normally, and torchrun with them. torchrun itself is signalled only while
+    its processes are not started yet (it passes the signal on to them, but then ends with a
+    traceback)."""
     targets = _children(r.proc.pid) if len(r.devices) > 1 else []
     for pid in targets or [r.proc.pid]:
         with contextlib.suppress(ProcessLookupError):
