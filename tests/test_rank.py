@@ -201,7 +201,7 @@ def test_offline_registry_ranks_usable_entries_and_skips_the_rest(zoo):
     protocol = data["protocol"]
     assert protocol["n_samples"] == 12 and protocol["seeds"] == "0-11"
     assert protocol["noise_mode"] == "random" and protocol["truncation_psi"] == 1.0
-    assert protocol["extractor"]["extractor"] == LITE and protocol["by"] == "recall"
+    assert protocol["extractor"]["extractor"] == LITE and protocol["by"] == "coverage"
     # the report folder is self-contained
     index = (out / "index.html").read_text()
     assert index.count("data:image/png;base64,") >= 5

@@ -31,7 +31,7 @@ from advisor.cli.options import (
 )
 from advisor.errors import AdvisorError
 from advisor.progress import TqdmProgress
-from advisor.ranking.options import RANK_METRICS, SETTINGS
+from advisor.ranking.options import DEFAULT_BY, RANK_METRICS, SETTINGS
 from advisor.ranking.probe import (
     DEFAULT_PROBE_KIMG,
     DEFAULT_PROBE_SAMPLES,
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 @click.option(
     "--by",
     type=click.Choice(RANK_METRICS),
-    default="recall",
+    default=DEFAULT_BY,
     show_default=True,
     help="Ranking metric (fid and kid: lower is better). is, gan_train, gan_test_confidence "
     "and mode_coverage are the other measures (see README, 'Other measures').",

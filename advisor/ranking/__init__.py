@@ -9,6 +9,7 @@ metrics with intervals, paired replicates) spread over devices by ``spread`` -> 
 
 from advisor.ranking.core import rank, rank_with, ranked_rows
 from advisor.ranking.options import (
+    DEFAULT_BY,
     LOWER_IS_BETTER,
     RANK_METRICS,
     SETTINGS,
@@ -21,6 +22,7 @@ from advisor.ranking.score import Skip
 from advisor.ranking.select import Selection
 
 __all__ = [
+    "DEFAULT_BY",
     "LOWER_IS_BETTER",
     "RANK_METRICS",
     "SETTINGS",

@@ -26,7 +26,14 @@ from advisor.metrics.classifier import Labels
 from advisor.metrics.other import MEASURE_GROUP_OF
 from advisor.metrics.swd import MIN_LEVEL_SIZE
 from advisor.progress import Progress, default_progress, progress_task
-from advisor.ranking.options import Metric, RankOptions, Setting, SourceData, default_samples
+from advisor.ranking.options import (
+    DEFAULT_BY,
+    Metric,
+    RankOptions,
+    Setting,
+    SourceData,
+    default_samples,
+)
 from advisor.ranking.result import Ranking, RankProtocol, RankRow, TargetInfo
 from advisor.ranking.score import (
     ScoreContext,
@@ -52,7 +59,7 @@ def rank(
     include_all: bool = False,
     source_data: Mapping[str, str | os.PathLike[str]] | None = None,
     n_samples: int | None = None,
-    by: Metric = "recall",
+    by: Metric = DEFAULT_BY,
     setting: Setting = "generated",
     extractor: str = "inception",
     extractor_weights: str | os.PathLike[str] | None = None,

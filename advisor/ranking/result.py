@@ -222,7 +222,11 @@ def recommendation(ranking: Ranking) -> str:
                 f", and about {best.samples_to_separate:,} images per side (target and samples) "
                 "would be needed to separate the top two"
             )
-        text += "."
+        text += (
+            "; --probe separates them by short fine-tunes, at the cost of about one fine-tune."
+            if best.setting == "generated"
+            else "."
+        )
     elif by in MEASURE_GROUP_OF:
         second = ranking.rows[1]
         margin = abs(est.value - second.estimate(by).value)
@@ -241,6 +245,12 @@ def recommendation(ranking: Ranking) -> str:
         text += (
             " Recall is the transfer paper's recipe (how much of your target the "
             f"{what}'s samples cover); check coverage too, which is robust to scattered samples."
+        )
+    elif by == "coverage":
+        text += (
+            " Coverage (the fraction of your images with a sample inside their k-nearest-"
+            "neighbour ball) is advisor's default because it predicted the best fine-tune best in "
+            "advisor's evidence benchmark; recall, the transfer paper's recipe, is --by recall."
         )
     if ranking.skipped:
         text += f" {len(ranking.skipped)} source(s) could not be ranked (see skipped)."

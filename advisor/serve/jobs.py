@@ -26,7 +26,7 @@ from typing import Any
 
 from advisor.errors import AdvisorError
 from advisor.paths import confined
-from advisor.ranking.options import Metric, Setting
+from advisor.ranking.options import DEFAULT_BY, Metric, Setting
 
 #: Longest string accepted in any parameter (paths included).
 MAX_TEXT = 4096
@@ -150,7 +150,7 @@ class RankParams:
     include_all: bool = False
     setting: Setting = "generated"
     source_data: tuple[str, ...] = ()
-    by: Metric = "recall"
+    by: Metric = DEFAULT_BY
     classes: int | None = None
     min_count: int = 10
     n_samples: int | None = None
