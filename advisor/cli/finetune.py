@@ -22,6 +22,7 @@ from advisor.cli.options import (
     seed_option,
 )
 from advisor.errors import AdvisorError
+from advisor.finetuning.options import TRACKED_METRICS
 
 if TYPE_CHECKING:
     from advisor.finetuning.options import Augment, Init, Precision
@@ -132,21 +133,7 @@ def _echo(event: dict[str, Any]) -> None:
 @click.option("--metric-samples", type=int, default=1000, show_default=True)
 @click.option(
     "--metric",
-    type=click.Choice(
-        [
-            "fid",
-            "kid",
-            "recall",
-            "coverage",
-            "precision",
-            "density",
-            "is",
-            "swd",
-            "gan_train",
-            "gan_test_confidence",
-            "mode_coverage",
-        ]
-    ),  # fmt: skip
+    type=click.Choice(tuple(TRACKED_METRICS)),
     default="fid",
     show_default=True,
     help="The curve that decides best and stops (the other measures are computed only when "
