@@ -34,8 +34,6 @@ MEASURE_GROUP_OF: dict[str, str] = {
 }
 #: The default set, always computed; naming one in ``--metrics`` adds nothing.
 DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "precision", "recall", "density", "coverage")
-#: Of those numbers, the ones where lower is better.
-LOWER_IS_BETTER_OTHER = frozenset({"swd"})
 
 
 def parse_measures(text: str) -> tuple[str, ...]:
