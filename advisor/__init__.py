@@ -54,12 +54,16 @@ _API = {
     "FinetuneOptions": "advisor.finetuning",
     "finetune": "advisor.finetuning",
     "resume_finetune": "advisor.finetuning",
+    "TrainingEvent": "advisor.finetuning",
     "load_run": "advisor.runs",
     # ranking checkpoints for a target
     "rank": "advisor.ranking",
     "Ranking": "advisor.ranking",
     "RankOptions": "advisor.ranking",
     "AdvisorError": "advisor.errors",
+    # progress callbacks (every long call takes one)
+    "ProgressEvent": "advisor.progress",
+    "TqdmProgress": "advisor.progress",
     # the job service's client (advisor serve)
     "Client": "advisor.serve.client",
 }

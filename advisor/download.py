@@ -1,5 +1,6 @@
 """The one fetch layer: verified downloads (HTTP with resume, or the Hugging Face Hub), one
-progress adapter, and file hashes memoised per process.
+progress adapter (:func:`advisor.progress.tqdm_class`: bars, nothing, or the caller's
+callback), and file hashes memoised per process.
 
 - :func:`fetch` gets a :class:`HubFile` or an HTTP(S) URL into a destination path and returns
   the file's sha256; Inception weights and registry checkpoints both come through it. A file is
@@ -34,10 +35,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from advisor.errors import AdvisorError
 from advisor.paths import check_relative_name, confined
+from advisor.progress import Reporting, tqdm_class
 
 _CHUNK = 1 << 20
 MAX_DOWNLOAD_BYTES = 64 << 30
@@ -90,23 +90,6 @@ class HubFile:
     def location(self) -> str:
         """``hf://repo/file@revision``."""
         return f"hf://{self.repo}/{self.file}@{self.revision}"
-
-
-# --- progress --------------------------------------------------------------------------------
-
-
-class _QuietTqdm(tqdm):
-    """A tqdm that never draws (``progress=False`` without touching global settings)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
-
-
-def progress_bar_class(progress: bool) -> type[tqdm]:
-    """The progress adapter for every download: tqdm, or a tqdm that never draws. Passed to
-    ``hf_hub_download(tqdm_class=...)`` and used by :func:`download_url` alike."""
-    return tqdm if progress else _QuietTqdm
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -196,7 +179,7 @@ def fetch(
     dest: str | os.PathLike[str],
     *,
     sha256: str | None,
-    progress: bool = True,
+    progress: Reporting = True,
     offline: bool | None = None,
     require_commit: bool = False,
     timeout: float = 30.0,
@@ -209,6 +192,8 @@ def fetch(
     refuses a Hub revision that is not a 40-hex commit. Raises a one-line
     :class:`AdvisorError` when offline and nothing is in place, on network failures (a partial
     download is kept for the next try) and on a hash mismatch (the bad file is deleted).
+    ``progress``: True draws a bar, False nothing, and a callback receives the transfer as the
+    task ``download NAME`` in bytes (see :mod:`advisor.progress`).
     """
     dest = Path(dest)
     expected = sha256.lower() if sha256 is not None else None
@@ -245,7 +230,7 @@ def download_url(
     dest: str | os.PathLike[str],
     *,
     sha256: str | None,
-    progress: bool = True,
+    progress: Reporting = True,
     offline: bool | None = None,
     timeout: float = 30.0,
 ) -> Path:
@@ -267,7 +252,7 @@ def _content_length(value: str | None, url: str) -> int | None:
     return int(text)
 
 
-def _http_download(url: str, dest: Path, *, progress: bool, timeout: float) -> Path:
+def _http_download(url: str, dest: Path, *, progress: Reporting, timeout: float) -> Path:
     """Download ``url`` into ``dest.part`` (resuming it); return the complete ``.part``."""
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
@@ -287,7 +272,7 @@ def _http_download(url: str, dest: Path, *, progress: bool, timeout: float) -> P
                     f"download of {url} is {total} bytes, over advisor's limit of "
                     f"{MAX_DOWNLOAD_BYTES >> 30} GiB"
                 )
-            bar = progress_bar_class(progress)(
+            bar = tqdm_class(progress, f"download {dest.name}")(
                 total=total, initial=start, unit="B", unit_scale=True, desc=dest.name
             )
             window_start, window_bytes = time.monotonic(), 0
@@ -326,7 +311,7 @@ def _http_download(url: str, dest: Path, *, progress: bool, timeout: float) -> P
     return part
 
 
-def _hub_download(file: HubFile, staging: Path, *, progress: bool) -> Path:
+def _hub_download(file: HubFile, staging: Path, *, progress: Reporting) -> Path:
     """``hf_hub_download`` of ``file`` into ``staging`` (where it keeps its partial files and
     metadata); returns the downloaded file, still unverified."""
     import huggingface_hub
@@ -339,7 +324,7 @@ def _hub_download(file: HubFile, staging: Path, *, progress: bool) -> Path:
             revision=file.revision,
             local_dir=staging,
             endpoint=os.environ.get("HF_ENDPOINT") or None,
-            tqdm_class=progress_bar_class(progress),
+            tqdm_class=tqdm_class(progress, f"download {Path(file.file).name}"),
         )
     except LocalEntryNotFoundError:
         raise AdvisorError(

@@ -7,6 +7,12 @@ that stores ``event.fraction`` in a job's progress field; None reports nothing.
 
 A task's events are: one with ``done == 0`` when it starts, one after each step, and one with
 ``finished=True`` when it ends, also when it fails (:func:`progress_task` emits them).
+
+Functions that only ever drew a bar or not take a :data:`Reporting`: ``True`` (tqdm bars),
+``False`` (nothing) or a :data:`Progress` callback. Downloads report in bytes (unit ``"B"``)
+under the task ``download NAME``; a fine-tune reports its own richer events
+(:class:`advisor.finetuning.loop.TrainingEvent`), each of which converts to a
+:class:`ProgressEvent`.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
@@ -44,6 +50,8 @@ class ProgressEvent:
 
 #: The callback type: called from the worker's thread; it must be quick and must not raise.
 Progress = Callable[[ProgressEvent], None]
+#: How a caller asks for progress: True (tqdm bars on stderr), False (none) or a callback.
+Reporting = bool | Progress
 
 
 @contextmanager
@@ -95,7 +103,7 @@ class TqdmProgress:
                 if event.finished:
                     return
                 bar = tqdm(total=event.total, unit=event.unit, desc=event.task, leave=False,
-                           file=self._file)  # fmt: skip
+                           unit_scale=event.unit == "B", file=self._file)  # fmt: skip
                 self._bars[event.task] = bar
             if event.done > bar.n:
                 bar.update(event.done - bar.n)
@@ -114,3 +122,57 @@ class TqdmProgress:
 def default_progress(enabled: bool) -> Progress | None:
     """The Python API's default when no callback is given: tqdm bars if ``enabled``."""
     return TqdmProgress() if enabled else None
+
+
+def as_progress(reporting: Reporting) -> Progress | None:
+    """The callback a :data:`Reporting` stands for: itself, tqdm bars (True) or None (False)."""
+    if isinstance(reporting, bool):
+        return default_progress(reporting)
+    return reporting
+
+
+def tqdm_class(reporting: Reporting, task: str) -> type[tqdm]:
+    """A tqdm class for code that makes its own bars (``hf_hub_download(tqdm_class=...)``, the
+    HTTP download loop): plain tqdm (True), one that never draws (False), or one that draws
+    nothing and sends each bar's progress to the callback as ``task`` (its ``unit`` kept)."""
+    if reporting is True:
+        return tqdm
+    if reporting is False:
+        return _QuietTqdm
+    callback = reporting
+
+    class _Reporting(_QuietTqdm):
+        # A disabled tqdm keeps almost none of its arguments: keep what the events need here.
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            total = kwargs.get("total")
+            self._total = int(total) if isinstance(total, int | float) else None
+            self._unit = str(kwargs.get("unit") or "it")
+            self._done = int(kwargs.get("initial") or 0)
+            self._closed = False
+            callback(self._event())
+
+        def _event(self, *, finished: bool = False) -> ProgressEvent:
+            return ProgressEvent(task=task, done=self._done, total=self._total,
+                                 unit=self._unit, finished=finished)  # fmt: skip
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self._done += int(n or 0)
+            callback(self._event())
+            return None
+
+        def close(self) -> None:
+            if not getattr(self, "_closed", True):
+                self._closed = True
+                callback(self._event(finished=True))
+            super().close()
+
+    return _Reporting
+
+
+class _QuietTqdm(tqdm):
+    """A tqdm that never draws (``progress=False`` without touching global settings)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        super().__init__(*args, **kwargs)

@@ -83,6 +83,7 @@ from advisor.checkpoints.registry import (  # noqa: E402
     read_registry_file,
 )
 from advisor.errors import AdvisorError, one_line  # noqa: E402
+from advisor.finetuning.events import TrainingEvent  # noqa: E402
 from advisor.finetuning.options import FinetuneOptions  # noqa: E402
 from advisor.ranking.probe import (  # noqa: E402
     ProbeCandidate,
@@ -347,12 +348,13 @@ def ensure_run(
     return run_record(spec)
 
 
-def _progress(key: str, kimg: float, log: Log) -> Callable[[dict[str, Any]], None]:
-    def report(event: dict[str, Any]) -> None:
-        if event.get("event") == "tick":
-            log(f"  {key}: {event['kimg']:.1f}/{kimg:g} kimg, {event['s_per_kimg']:.1f} s/kimg")
-        elif event.get("event") == "metrics":
-            log(f"  {key}: fid {event.get('fid', float('nan')):.2f} at {event['kimg']:g} kimg")
+def _progress(key: str, kimg: float, log: Log) -> Callable[[TrainingEvent], None]:
+    def report(event: TrainingEvent) -> None:
+        if event.kind == "tick":
+            speed = event.values.get("s_per_kimg", float("nan"))
+            log(f"  {key}: {event.kimg:.1f}/{kimg:g} kimg, {speed:.1f} s/kimg")
+        else:
+            log(f"  {key}: fid {event.values.get('fid', float('nan')):.2f} at {event.kimg:g} kimg")
 
     return report
 

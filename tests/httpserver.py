@@ -1,7 +1,8 @@
-"""A tiny loopback HTTP server for download tests: serves bytes, honours Range, counts requests."""
+"""Loopback servers for download tests: plain HTTP (bytes, Range, request counts) and a Hub."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,3 +75,57 @@ def running(server: ThreadingHTTPServer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+#: The one revision the local Hub serves.
+COMMIT = "c0ffee" + "0" * 34
+
+
+@contextmanager
+def hub(files: dict[tuple[str, str], bytes]) -> Iterator[list[str]]:
+    """Serve ``{(repo, file): bytes}`` at revision COMMIT; yields the request log (its first
+    entry is the base URL, for ``HF_ENDPOINT``).
+
+    Implements what ``huggingface_hub.hf_hub_download`` asks of
+    ``{endpoint}/{repo}/resolve/{revision}/{file}``: HEAD and GET with ``X-Repo-Commit``,
+    ``ETag`` and ``Content-Length``.
+    """
+    log: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _find(self):
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) < 5 or parts[2] != "resolve" or parts[3] != COMMIT:
+                return None
+            return files.get(("/".join(parts[:2]), "/".join(parts[4:])))
+
+        def _headers(self, data):
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+
+        def do_HEAD(self):  # noqa: N802
+            log.append("HEAD " + self.path)
+            data = self._find()
+            if data is None:
+                self.send_error(404)
+            else:
+                self._headers(data)
+
+        def do_GET(self):  # noqa: N802
+            log.append("GET " + self.path)
+            data = self._find()
+            if data is None:
+                self.send_error(404)
+            else:
+                self._headers(data)
+                self.wfile.write(data)
+
+    with running(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as base_url:
+        log.append(base_url)
+        yield log

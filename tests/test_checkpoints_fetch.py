@@ -1,76 +1,26 @@
 """Downloads into the cache: a local HTTP server and a local Hub-like server, never the internet.
 
-The Hub fixture implements what ``huggingface_hub.hf_hub_download`` asks of
-``{endpoint}/{repo}/resolve/{revision}/{file}``: HEAD and GET with ``X-Repo-Commit``, ``ETag``
-and ``Content-Length``; downloads reach it through ``HF_ENDPOINT``.
+The Hub server (``tests.httpserver.hub``) is reached through ``HF_ENDPOINT``.
 """
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from advisor.cache import cache_dir
 from advisor.checkpoints import CheckpointRecord, HubFile, pull, status, verify
 from advisor.errors import AdvisorError
-from tests.httpserver import running, serve
+from tests.httpserver import COMMIT, hub, serve
 
 PAYLOAD = b"not really a checkpoint, but bytes to verify " * 1000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
-COMMIT = "c0ffee" + "0" * 34
 
 
 def _record(**fields):
     base = dict(name="demo", format="nvlabs-pkl", resolution=64, source_dataset="d",
                 licence="l", trust="official")  # fmt: skip
     return CheckpointRecord(**(base | fields))
-
-
-@contextmanager
-def hub(files: dict[tuple[str, str], bytes]) -> Iterator[list[str]]:
-    """Serve ``{(repo, file): bytes}`` at revision COMMIT; yields the request log."""
-    log: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _find(self):
-            parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) < 5 or parts[2] != "resolve" or parts[3] != COMMIT:
-                return None
-            return files.get(("/".join(parts[:2]), "/".join(parts[4:])))
-
-        def _headers(self, data):
-            self.send_response(200)
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-
-        def do_HEAD(self):  # noqa: N802
-            log.append("HEAD " + self.path)
-            data = self._find()
-            if data is None:
-                self.send_error(404)
-            else:
-                self._headers(data)
-
-        def do_GET(self):  # noqa: N802
-            log.append("GET " + self.path)
-            data = self._find()
-            if data is None:
-                self.send_error(404)
-            else:
-                self._headers(data)
-                self.wfile.write(data)
-
-    with running(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as base_url:
-        log.append(base_url)
-        yield log
 
 
 def test_url_download_with_pinned_hash(monkeypatch):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_checkpoint
 from advisor.errors import AdvisorError
-from advisor.finetuning import FinetuneOptions, finetune, load_run, loss_signal
+from advisor.finetuning import FinetuneOptions, TrainingEvent, finetune, load_run, loss_signal
 from advisor.finetuning.inputs import build_networks
 from advisor.finetuning.options import resolve
 from advisor.finetuning.training import Trainer, d_layers
@@ -177,8 +177,14 @@ def test_ada_adjusts_p_every_interval_from_the_mean_sign_of_real_logits(source, 
 def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(
     source, target, tmp_path
 ):
+    events: list[TrainingEvent] = []
     run = finetune(
-        source, target, run_dir=tmp_path / "run", options=FinetuneOptions(**FAST), device="cpu"
+        source,
+        target,
+        run_dir=tmp_path / "run",
+        options=FinetuneOptions(**FAST),
+        device="cpu",
+        progress=events.append,
     )
     folder = run.path
     for name in ("config.json", "metrics.jsonl", "stats.jsonl", "summary.json", "curves.png"):
@@ -211,6 +217,15 @@ def test_a_run_leaves_a_complete_folder_and_snapshots_are_normal_checkpoints(
     assert signal == json.loads(json.dumps(expected.to_dict()))
     assert summary["plateau_kimg"] is None and signal["kimg_from_plateau"] is None  # 3 evaluations
     assert "fid has not plateaued" in signal["note"]
+    # The caller's callback saw every tick and evaluation as typed events, with their numbers.
+    ticks = [e for e in events if e.kind == "tick"]
+    evaluations = [e for e in events if e.kind == "metrics"]
+    assert [e.values["tick"] for e in ticks] == [line["tick"] for line in stats]
+    assert ticks[0].values["loss_g"] == stats[0]["loss_g"] and "kimg" not in ticks[0].values
+    assert [e.kimg for e in evaluations] == kimgs
+    assert [e.values["fid"] for e in evaluations] == [m.metrics["fid"] for m in run.metrics]
+    assert all(e.total_kimg == 0.032 for e in events)
+    assert events[-1].progress.fraction == 1.0 and evaluations[0].progress.done == 0
 
 
 def test_resume_continues_exactly_as_an_uninterrupted_run(source, target, tmp_path):

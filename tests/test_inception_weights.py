@@ -23,10 +23,10 @@ from advisor.errors import AdvisorError
 from advisor.features import extractor_protocol, get_extractor
 from advisor.features.base import weights_sha256
 from advisor.features.inception import INCEPTION_FILENAME, InceptionV3Features
+from tests.httpserver import COMMIT, hub
 
 FAKE = bytes(range(256)) * 4096  # 1 MiB of "weights"
 FAKE_SHA = hashlib.sha256(FAKE).hexdigest()
-COMMIT = "c0ffee" + "0" * 34
 
 
 class Server:
@@ -76,7 +76,12 @@ class Server:
 def cache(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "cache"
     monkeypatch.setenv("ADVISOR_CACHE", str(root))
-    for var in ("ADVISOR_INCEPTION_WEIGHTS", "ADVISOR_OFFLINE", "HF_HUB_OFFLINE"):
+    for var in (
+        "ADVISOR_INCEPTION_WEIGHTS",
+        "ADVISOR_INCEPTION_HUB",
+        "ADVISOR_OFFLINE",
+        "HF_HUB_OFFLINE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(inception, "INCEPTION_SHA256", FAKE_SHA)
     monkeypatch.setattr(inception, "INCEPTION_HUB_MIRRORS", ())
@@ -257,7 +262,30 @@ def test_a_hub_mirror_on_a_branch_is_refused(cache, server, monkeypatch):
         extractor_protocol("inception", progress=False)
 
 
-def test_the_shipped_hub_mirror_is_pinned_to_a_commit_or_left_out():
+def test_every_shipped_hub_mirror_is_pinned_to_a_commit():
     assert all(m.pinned for m in inception.INCEPTION_HUB_MIRRORS)
-    commit = inception.INCEPTION_HUB_COMMIT
-    assert commit is None or (len(commit) == 40 and int(commit, 16) >= 0)
+
+
+def test_a_labs_own_hub_mirror_from_the_environment_is_downloaded_and_verified(
+    cache, server, monkeypatch
+):
+    monkeypatch.setattr(inception, "INCEPTION_URLS", (server.url + ".missing",))
+    with hub({("lab/fid-weights", INCEPTION_FILENAME): FAKE}) as log:
+        monkeypatch.setenv("HF_ENDPOINT", log[0])
+        monkeypatch.setenv("ADVISOR_INCEPTION_HUB", f"lab/fid-weights@{COMMIT}")
+        proto = extractor_protocol("inception", progress=False)
+    assert proto.comparable and (cache / INCEPTION_FILENAME).read_bytes() == FAKE
+    assert any(f"/lab/fid-weights/resolve/{COMMIT}/{INCEPTION_FILENAME}" in line for line in log)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("lab/fid-weights", "owner/name@COMMIT"), ("lab/fid-weights@main", "not a 40-hex commit")],
+)
+def test_a_hub_mirror_in_the_environment_must_name_a_commit(
+    cache, server, monkeypatch, value, message
+):
+    monkeypatch.setattr(inception, "INCEPTION_URLS", ())
+    monkeypatch.setenv("ADVISOR_INCEPTION_HUB", value)
+    with pytest.raises(AdvisorError, match=message):
+        extractor_protocol("inception", progress=False)

@@ -647,7 +647,7 @@ def test_finetune_tracks_an_other_measure_with_its_direction(tmp_path, metric, m
     import json
 
     from advisor.finetuning import FinetuneOptions, finetune
-    from advisor.finetuning.convergence import METRIC_MODES
+    from advisor.metrics.directions import METRIC_MODES
     from tests.conftest import write_images
     from tests.test_finetune import FAST, _checkpoint
 

@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 
 from advisor.compare import CompareRequest, run_compare
+from advisor.download import HubFile, download_url, fetch
 from advisor.features.pipeline import FeatureOptions, compute_features
+from advisor.images import iter_batches, open_image_set
 from advisor.progress import ProgressEvent, TqdmProgress, progress_task
 from tests.conftest import write_images
+from tests.httpserver import COMMIT, hub, serve
+
+PAYLOAD = bytes(range(256)) * 12288  # 3 MiB: three 1 MiB reads
 
 
 def test_a_task_reports_start_steps_and_finish_even_when_it_fails():
@@ -67,3 +72,38 @@ def test_compare_returns_its_caveats_as_notes_without_warnings(tmp_path):
     assert any("N < D" in n for n in notes), notes  # small-sample FID (20 rows, 40 dims)
     assert any("KID subset size 1000" in n for n in notes), notes  # clamped to 20
     assert result.to_dict()["notes"] == list(notes)
+
+
+def test_a_download_reports_bytes_to_the_callers_callback_and_resumes_from_its_offset(tmp_path):
+    events: list[ProgressEvent] = []
+    dest = tmp_path / "w.bin"
+    (tmp_path / "w.bin.part").write_bytes(PAYLOAD[:1000])
+    with serve({"/w.bin": PAYLOAD}) as srv:
+        download_url(f"{srv.base_url}/w.bin", dest, sha256=None, progress=events.append)
+    assert {e.task for e in events} == {"download w.bin"} and {e.unit for e in events} == {"B"}
+    assert events[0].done == 1000 and events[-1].finished  # the resumed part counts as done
+    assert events[-1].done == events[-1].total == len(PAYLOAD)
+    assert [e.done for e in events] == sorted(e.done for e in events)
+
+
+def test_a_hub_download_reports_to_the_callers_callback(tmp_path, monkeypatch):
+    events: list[ProgressEvent] = []
+    with hub({("org/models", "nets/demo.pkl"): PAYLOAD}) as log:
+        monkeypatch.setenv("HF_ENDPOINT", log[0])
+        source = HubFile(repo="org/models", file="nets/demo.pkl", revision=COMMIT)
+        fetch(source, tmp_path / "demo.pkl", sha256=None, progress=events.append, offline=False)
+    assert {e.task for e in events} == {"download demo.pkl"}
+    assert events[-1].finished and events[-1].done == len(PAYLOAD)
+
+
+def test_decoding_reports_files_as_its_own_task(tmp_path):
+    folder = write_images(tmp_path / "imgs", 3)
+    events: list[ProgressEvent] = []
+    batches = list(
+        iter_batches(open_image_set(folder), size=16, workers=0, on_progress=events.append)
+    )
+    assert sum(len(b.indices) for b in batches) == 3
+    assert [(e.task, e.done, e.finished) for e in events] == [
+        ("decode imgs", 0, False), ("decode imgs", 1, False), ("decode imgs", 2, False),
+        ("decode imgs", 3, False), ("decode imgs", 3, True),
+    ]  # fmt: skip

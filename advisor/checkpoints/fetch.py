@@ -30,6 +30,7 @@ from advisor.checkpoints.registry import CheckpointRecord, Verification
 from advisor.download import HubFile, fetch, is_offline, sha256_file
 from advisor.errors import AdvisorError
 from advisor.paths import confined, is_inside
+from advisor.progress import Reporting
 
 RECORDED_HASHES = "recorded-sha256.json"
 
@@ -93,7 +94,9 @@ def status(record: CheckpointRecord) -> CacheStatus:
     return CacheStatus(name=record.name, cached=cached, path=path, hash_status=kind, sha256=sha)
 
 
-def pull(record: CheckpointRecord, *, offline: bool | None = None, progress: bool = True) -> Path:
+def pull(
+    record: CheckpointRecord, *, offline: bool | None = None, progress: Reporting = True
+) -> Path:
     """Make sure ``record``'s file is local and verified; return its path.
 
     Downloads when needed (unless offline). For ``advisor``-format records the ``.json`` beside
@@ -192,7 +195,7 @@ def _fetch(
     expected: str | None,
     *,
     offline: bool,
-    progress: bool,
+    progress: Reporting,
 ) -> str:
     """:func:`advisor.download.fetch` with Hub errors named after the record."""
     try:

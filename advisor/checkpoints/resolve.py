@@ -13,6 +13,7 @@ from advisor.checkpoints.format import Checkpoint, is_advisor_checkpoint
 from advisor.checkpoints.importers import read_checkpoint
 from advisor.checkpoints.registry import CheckpointRecord, Registry, load_registry
 from advisor.errors import AdvisorError
+from advisor.progress import Reporting
 
 
 def resolve(
@@ -21,7 +22,7 @@ def resolve(
     registry: Registry | None = None,
     registry_files: Sequence[str | os.PathLike[str]] = (),
     offline: bool | None = None,
-    progress: bool = True,
+    progress: Reporting = True,
 ) -> tuple[Path, CheckpointRecord | None]:
     """``(local file, registry record or None)`` for a path or a registry name.
 
@@ -49,7 +50,7 @@ def open_checkpoint(
     offline: bool | None = None,
     networks: tuple[str, ...] | None = None,
     device: str | torch.device = "cpu",
-    progress: bool = True,
+    progress: Reporting = True,
 ) -> Checkpoint:
     """Resolve ``spec`` (see :func:`resolve`) and read it into advisor networks (strictly).
 

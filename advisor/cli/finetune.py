@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +25,7 @@ from advisor.errors import AdvisorError
 from advisor.finetuning.options import TRACKED_METRICS
 
 if TYPE_CHECKING:
+    from advisor.finetuning import TrainingEvent
     from advisor.finetuning.options import Augment, Init, Precision
 
 
@@ -46,14 +47,17 @@ def _best_of_rank_report(path: str) -> str:
     return spec
 
 
-def _echo(event: dict[str, Any]) -> None:
-    if event["event"] == "tick":
-        parts = [f"kimg {event['kimg']:.2f}", f"{event['s_per_kimg']:.1f} s/kimg"]
-        parts += [f"{k} {event[k]:.4g}" for k in ("loss_g", "loss_d", "r1", "ada_p") if k in event]
+def _echo(event: TrainingEvent) -> None:
+    v = event.values
+    if event.kind == "tick":
+        parts = [f"kimg {event.kimg:.2f}", f"{v.get('s_per_kimg', float('nan')):.1f} s/kimg"]
+        parts += [f"{k} {v[k]:.4g}" for k in ("loss_g", "loss_d", "r1", "ada_p") if k in v]
         click.echo("  ".join(parts), err=True)
-    elif event["event"] == "metrics":
-        values = "  ".join(f"{k} {event[k]:.4g}" for k in ("fid", "kid", "recall", "coverage"))
-        click.echo(f"kimg {event['kimg']:.2f}  {values}", err=True)
+    else:
+        values = "  ".join(
+            f"{k} {v[k]:.4g}" for k in ("fid", "kid", "recall", "coverage") if k in v
+        )
+        click.echo(f"kimg {event.kimg:.2f}  {values}", err=True)
 
 
 @click.command("finetune")
@@ -89,9 +93,8 @@ def _echo(event: dict[str, Any]) -> None:
 @click.option(
     "--pl-weight",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Path-length regularisation weight (0: off).",
+    default=None,
+    help="Path-length regularisation weight (0: off; auto: 0 at 64 px or less, else 2).",
 )
 @click.option("--style-mixing", type=float, default=0.9, show_default=True)
 @click.option("--ema-kimg", type=float, default=None, help="G_ema half-life (auto: batch*10/32).")
@@ -172,7 +175,7 @@ def finetune_command(
     batch: int | None,
     lr: float | None,
     r1_gamma: float | None,
-    pl_weight: float,
+    pl_weight: float | None,
     style_mixing: float,
     ema_kimg: float | None,
     mirror: bool,
@@ -226,7 +229,7 @@ def finetune_command(
         options = FinetuneOptions(
             g_init=g_init,
             d_init=d_init,
-            kimg=kimg if kimg is not None else 50.0,
+            kimg=kimg if kimg is not None else FinetuneOptions.kimg,
             batch=batch,
             lr=lr,
             r1_gamma=r1_gamma,

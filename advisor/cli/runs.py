@@ -15,7 +15,8 @@ import click
 from advisor.cache import check_destination
 from advisor.cli.options import echo_json, json_option, overwrite_option
 from advisor.errors import AdvisorError
-from advisor.finetuning.convergence import DEFAULT_DELTA, DEFAULT_WINDOW, METRIC_MODES
+from advisor.finetuning.convergence import DEFAULT_DELTA, DEFAULT_WINDOW
+from advisor.metrics.directions import METRIC_MODES
 from advisor.runs import LIST_DEPTH, Run, compare_runs, list_runs, load_run, plot_curves
 
 

@@ -26,6 +26,7 @@ from advisor.features.base import (
     check_precision,
     register_extractor,
 )
+from advisor.progress import Reporting
 
 __all__ = [
     "EXTRACTORS",
@@ -68,7 +69,7 @@ def extractor_protocol(
     weights: str | os.PathLike[str] | None = None,
     precision: str = "fp32",
     offline: bool | None = None,
-    progress: bool = True,
+    progress: Reporting = True,
 ) -> FeatureProtocol:
     """The protocol ``get_extractor`` would give, without building the network.
 
@@ -89,7 +90,7 @@ def get_extractor(
     precision: str = "fp32",
     device: str | torch.device = "cpu",
     offline: bool | None = None,
-    progress: bool = True,
+    progress: Reporting = True,
 ) -> FeatureExtractor:
     """Build extractor ``name`` with its pretrained weights, in eval mode, on ``device``.
 

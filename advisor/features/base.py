@@ -33,6 +33,7 @@ from advisor.devices import fp32_math
 from advisor.download import sha256_file
 from advisor.errors import AdvisorError
 from advisor.images import RESIZE_POLICY, resize_uint8
+from advisor.progress import Reporting
 
 #: Precisions an extractor can run at. bf16 means ``torch.autocast(..., torch.bfloat16)``.
 PRECISIONS = ("fp32", "bf16")
@@ -233,7 +234,7 @@ class FeatureExtractor(FoldsBatchNorm):
 
     @classmethod
     def locate_weights(
-        cls, weights: str | os.PathLike[str] | None, *, offline: bool | None, progress: bool
+        cls, weights: str | os.PathLike[str] | None, *, offline: bool | None, progress: Reporting
     ) -> WeightsFile:
         """Find (and if needed download) the weights file; hash it. Raises AdvisorError."""
         raise NotImplementedError

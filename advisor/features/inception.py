@@ -37,6 +37,7 @@ from advisor.features.base import (
     register_extractor,
     weights_sha256,
 )
+from advisor.progress import Reporting
 
 INCEPTION_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 #: sha256 of the published FID weights (the file name carries its first 8 hex digits).
@@ -49,19 +50,36 @@ INCEPTION_URLS: tuple[str, ...] = (
 INCEPTION_WEIGHTS_ENV = "ADVISOR_INCEPTION_WEIGHTS"
 
 
-#: The Hub mirror's commit. PLACEHOLDER: fill in the 40-hex commit of the mirror repo below
-#: from the Hub (``huggingface_hub.HfApi().model_info(repo).sha``) once the mirror has been
-#: checked to hold the published file; ``None`` leaves the mirror out (a branch can move, so
-#: only a commit is accepted).
-INCEPTION_HUB_COMMIT: str | None = None
-#: Hub mirrors, tried after the URLs. A mirror is a third-party copy: the pinned sha256 is what
-#: makes it trustworthy, so a wrong or changed mirror fails the check instead of loading.
-#: (This repo id has not been verified to exist.)
-INCEPTION_HUB_MIRRORS: tuple[HubFile, ...] = tuple(
-    HubFile(repo="mseitzer/pytorch-fid", file=INCEPTION_FILENAME, revision=commit)
-    for commit in (INCEPTION_HUB_COMMIT,)
-    if commit is not None
-)
+#: Hub mirrors shipped with advisor, tried after the URLs: none. A mirror is a third-party copy,
+#: acceptable only pinned to a commit (a branch can move) and checked against INCEPTION_SHA256;
+#: no public Hub copy of this file could be verified from here (the Hub is unreachable, and
+#: the one repo id seen in public scripts does not exist), so none is listed. A lab that keeps
+#: its own copy names it in INCEPTION_HUB_ENV.
+INCEPTION_HUB_MIRRORS: tuple[HubFile, ...] = ()
+#: Environment variable naming a Hub mirror as ``owner/name@COMMIT`` (the full 40-hex commit),
+#: holding INCEPTION_FILENAME at its root; tried after the shipped sources, hash-checked alike.
+INCEPTION_HUB_ENV = "ADVISOR_INCEPTION_HUB"
+
+
+def hub_mirrors() -> tuple[HubFile, ...]:
+    """The shipped mirrors, then the one named in ``$ADVISOR_INCEPTION_HUB`` (if set).
+
+    Raises a one-line :class:`AdvisorError` for a value that is not ``owner/name@COMMIT``
+    with a 40-hex commit.
+    """
+    value = os.environ.get(INCEPTION_HUB_ENV, "").strip()
+    if not value:
+        return INCEPTION_HUB_MIRRORS
+    repo, at, revision = value.rpartition("@")
+    if not at:
+        raise AdvisorError(f"${INCEPTION_HUB_ENV} must be owner/name@COMMIT, got {value!r}")
+    mirror = HubFile(repo=repo, file=INCEPTION_FILENAME, revision=revision)
+    if not mirror.pinned:
+        raise AdvisorError(
+            f"${INCEPTION_HUB_ENV}: {revision!r} is not a 40-hex commit (a branch or tag can move)"
+        )
+    return (*INCEPTION_HUB_MIRRORS, mirror)
+
 
 _WAYS_OUT = (
     f"pass a local copy of {INCEPTION_FILENAME} with --extractor-weights PATH "
@@ -280,7 +298,7 @@ class InceptionV3Features(FeatureExtractor):
 
     @classmethod
     def locate_weights(
-        cls, weights: str | os.PathLike[str] | None, *, offline: bool | None, progress: bool
+        cls, weights: str | os.PathLike[str] | None, *, offline: bool | None, progress: Reporting
     ) -> WeightsFile:
         """Resolve the FID weights: ``weights``, then ``$ADVISOR_INCEPTION_WEIGHTS``, then the
         cache (downloading into it). Raises :class:`AdvisorError` with the ways out."""
@@ -308,7 +326,7 @@ def _local_weights(path: Path) -> WeightsFile:
     return WeightsFile(path=path, sha256=digest, comparable=comparable)
 
 
-def _cached_or_downloaded(*, offline: bool | None, progress: bool) -> WeightsFile:
+def _cached_or_downloaded(*, offline: bool | None, progress: Reporting) -> WeightsFile:
     dest = cache_dir("weights") / INCEPTION_FILENAME
     if dest.is_file():
         if weights_sha256(dest) == INCEPTION_SHA256:
@@ -317,7 +335,7 @@ def _cached_or_downloaded(*, offline: bool | None, progress: bool) -> WeightsFil
     if is_offline(offline):
         raise AdvisorError(f"offline and no cached FID Inception weights: {_WAYS_OUT}")
     failures = []
-    for source in (*INCEPTION_URLS, *INCEPTION_HUB_MIRRORS):
+    for source in (*INCEPTION_URLS, *hub_mirrors()):
         try:
             fetch(
                 source,

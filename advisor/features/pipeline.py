@@ -130,8 +130,9 @@ def compute_features(
     precision as ``options``, so callers that also extract other images build one network;
     it is built only on a cache miss. None: one is made here from ``options``.
 
-    ``on_progress``: called with the extraction's progress (task ``features NAME``, images);
-    None: tqdm bars on stderr when ``options.progress``, else nothing.
+    ``on_progress``: called with the extraction's progress (task ``features NAME``, images) and
+    an extractor weights download's (``download FILE``, bytes); None: tqdm bars on stderr when
+    ``options.progress``, else nothing.
 
     The cache is best effort: when it cannot be read or written (an unusable ``ADVISOR_CACHE``,
     a full disk) a warning says so and the features are computed and returned all the same.
@@ -144,13 +145,15 @@ def compute_features(
     if options.strict and image_set.skipped:
         first = image_set.skipped[0]
         raise AdvisorError(f"{first.path}: {first.reason} (--strict)")
+    if on_progress is None:
+        on_progress = default_progress(options.progress)
     if extractor is None:
         extractor = SharedExtractor(
             options.extractor,
             weights=options.weights,
             precision=options.precision,
             offline=options.offline,
-            progress=options.progress,
+            progress=on_progress or False,
         )
     elif (extractor.name, extractor.precision) != (options.extractor, options.precision):
         raise ValueError("the shared extractor was made with other options than these")
@@ -169,8 +172,6 @@ def compute_features(
     network = extractor.on(device)
     report = LoadReport(skipped=[], loaded=0)
     indices: list[np.ndarray] = []
-    if on_progress is None:
-        on_progress = default_progress(options.progress)
     task = progress_task(
         on_progress, f"features {Path(image_set.source).name}", total=len(image_set)
     )

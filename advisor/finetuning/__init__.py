@@ -8,13 +8,13 @@ The Python API::
     print(run.summary.convergence.best, run.best_snapshot)
     run = advisor.load_run("runs/a")
 
-Modules: ``options`` (the typed options and NVlabs' auto rules), ``augment`` (the ADA
-pipeline), ``training`` (losses, lazy regularisation, EMA, FreezeD, DDP gradients),
-``distributed`` (the torchrun group: joining it, each process's device, the collectives that
-keep the processes in step), ``run`` (start and resume), ``loop`` (train, track, stop,
-snapshot), ``folder`` (its files: atomic JSON, JSONL, snapshots, grids), ``inputs`` (networks
-per init, target data, the G_ema evaluator), ``convergence`` (best, plateau, rate) and
-``loss_signal`` (where the loss-only signal settles).
+Modules: ``options`` (the typed options and NVlabs' auto rules), ``augment`` (the ADA pipeline),
+``training`` (losses, lazy regularisation, EMA, FreezeD, DDP gradients), ``distributed`` (the
+torchrun group: joining it, each process's device, the collectives that keep the processes in
+step), ``run`` (start and resume), ``loop`` (train, track, stop, snapshot), ``events`` (what a
+run reports to the caller's callback), ``folder`` (its files: atomic JSON, JSONL, snapshots,
+grids), ``inputs`` (networks per init, target data, the G_ema evaluator), ``convergence`` (best,
+plateau, rate) and ``loss_signal`` (where the loss-only signal settles).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from advisor.finetuning.events import TrainingEvent
 from advisor.finetuning.options import FinetuneOptions
 
 if TYPE_CHECKING:
-    from advisor.finetuning.run import Progress
+    from advisor.finetuning.events import TrainingProgress
     from advisor.runs import Run
 
-__all__ = ["FinetuneOptions", "finetune", "load_run", "resume", "resume_finetune"]
+__all__ = ["FinetuneOptions", "TrainingEvent", "finetune", "load_run", "resume", "resume_finetune"]
 
 
 def finetune(
@@ -41,7 +42,7 @@ def finetune(
     device: str = "auto",
     registry_files: Sequence[str | os.PathLike[str]] = (),
     offline: bool | None = None,
-    progress: Progress | None = None,
+    progress: TrainingProgress | None = None,
 ) -> Run:
     """Fine-tune ``checkpoint`` (a registry name or an advisor/NVlabs/rosinality file) on
     ``target`` (an image folder or .zip) into the new folder ``run_dir``; returns the run as
@@ -68,7 +69,7 @@ def resume(
     *,
     kimg: float | None = None,
     device: str = "auto",
-    progress: Progress | None = None,
+    progress: TrainingProgress | None = None,
 ) -> Run:
     """Continue ``run_dir`` from its last complete snapshot (``kimg``: a new total length)."""
     from advisor.finetuning.run import resume_finetune

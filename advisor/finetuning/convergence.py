@@ -6,7 +6,8 @@ trains. A ``kimg`` that does not increase, or lengths that differ, is a ``ValueE
 conventions, in one place:
 
 *Mode.* ``"min"`` when lower is better (FID, KID), ``"max"`` when higher is better (precision,
-recall, density, coverage); :data:`METRIC_MODES` maps advisor's metric names to their mode.
+recall, density, coverage); :data:`advisor.metrics.directions.METRIC_MODES` maps advisor's metric
+names to their mode (re-exported here with :data:`Mode`).
 
 *Skipped points.* An evaluation whose value is NaN, +-inf or ``None`` (a failed metric) is
 skipped by every function: it is neither a best, nor an evaluation in a plateau window, nor
@@ -56,29 +57,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from advisor.errors import AdvisorError
-
-Mode = Literal["min", "max"]
-
-METRIC_MODES: Mapping[str, Mode] = {
-    "fid": "min",
-    "kid": "min",
-    "precision": "max",
-    "recall": "max",
-    "density": "max",
-    "coverage": "max",
-    # The other measures (advisor.metrics.other), tracked when chosen with --metric.
-    "is": "max",
-    "swd": "min",
-    "gan_train": "max",
-    "gan_test_confidence": "max",
-    "mode_coverage": "max",
-}
-"""Whether lower (``"min"``) or higher (``"max"``) is better, per advisor metric name."""
+from advisor.metrics.directions import METRIC_MODES, Mode
 
 DEFAULT_DELTA = 0.02
 DEFAULT_WINDOW = 3

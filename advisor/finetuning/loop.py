@@ -12,7 +12,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from advisor.checkpoints.format import CheckpointMetadata, save_checkpoint
 from advisor.devices import fp32_math
 from advisor.finetuning import convergence, loss_signal
 from advisor.finetuning.distributed import any_rank, barrier, broadcast_choice
+from advisor.finetuning.events import TrainingProgress, training_event
 from advisor.finetuning.folder import (
     RunFolder,
     append_jsonl,
@@ -46,9 +47,6 @@ class RunResult:
     best_snapshot: Path | None
     stopped_by: str
     trainer: Trainer | None = field(default=None, repr=False, compare=False)
-
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------- the loop
@@ -131,7 +129,7 @@ def train(
     stats: Sequence[dict[str, Any]] = (),
     wall_offset: float = 0.0,
     train_offset: float = 0.0,
-    progress: Progress | None = None,
+    progress: TrainingProgress | None = None,
 ) -> RunResult:
     """Train until ``kimg``, a stop rule or Ctrl-C; returns the result (see module docstring).
 
@@ -184,7 +182,7 @@ def train(
             for key, v in values.items():
                 writer.add_scalar(f"metrics/{key}", v, trainer.nimg)
         if progress:
-            progress({"event": "metrics", "kimg": trainer.nimg / 1000, **values})
+            progress(training_event("metrics", trainer.nimg / 1000, total, values))
         return _stop_reason(metrics, o)
 
     last_eval = metrics[-1]["nimg"] if metrics else None
@@ -261,7 +259,7 @@ def train(
                             if line.get(key) is not None:
                                 writer.add_scalar(f"train/{key}", line[key], trainer.nimg)
                     if progress:
-                        progress({"event": "tick", **line})
+                        progress(training_event("tick", trainer.nimg / 1000, total, line))
                 tick_start, tick_nimg = time.perf_counter(), trainer.nimg
                 next_tick = boundary(o.tick_kimg)
             reason = None

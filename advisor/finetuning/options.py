@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from advisor.errors import AdvisorError
-from advisor.finetuning.convergence import METRIC_MODES
+from advisor.metrics.directions import METRIC_MODES
 
 Init = Literal["pretrained", "random"]
 Augment = Literal["ada", "fixed", "none"]

@@ -38,6 +38,7 @@ from advisor.checkpoints.format import Checkpoint, checkpoint_paths, load_checkp
 from advisor.devices import resolve_device
 from advisor.errors import AdvisorError
 from advisor.finetuning.distributed import Distributed, barrier, join_group, rank_device
+from advisor.finetuning.events import TrainingProgress
 from advisor.finetuning.folder import RunFolder, now, read_jsonl, rewrite_jsonl, write_json
 from advisor.finetuning.inputs import (
     METRIC_SEED_BASE,
@@ -47,7 +48,7 @@ from advisor.finetuning.inputs import (
     check_trainable,
     load_target,
 )
-from advisor.finetuning.loop import Progress, RunResult, train
+from advisor.finetuning.loop import RunResult, train
 from advisor.finetuning.options import FinetuneOptions, resolve
 from advisor.finetuning.training import Trainer
 
@@ -62,7 +63,7 @@ def run_finetune(
     device: str = "auto",
     registry_files: Sequence[str | os.PathLike[str]] = (),
     offline: bool | None = None,
-    progress: Progress | None = None,
+    progress: TrainingProgress | None = None,
     dist: Distributed | None = None,
 ) -> RunResult:
     """Start a fine-tune of ``checkpoint`` (registry name or file) on ``target`` in ``run_dir``.
@@ -143,7 +144,7 @@ def resume_finetune(
     *,
     kimg: float | None = None,
     device: str = "auto",
-    progress: Progress | None = None,
+    progress: TrainingProgress | None = None,
     dist: Distributed | None = None,
 ) -> RunResult:
     """Continue the run in ``run_dir`` from its last complete snapshot (``kimg``: a new total)."""

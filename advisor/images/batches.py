@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from advisor.errors import AdvisorError
 from advisor.images.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, resize_hwc
 from advisor.images.sets import ImageSet, Skipped, _os_reason, open_image_set, printable
 from advisor.images.zips import ZipMemberError
+from advisor.progress import Progress, progress_task
 
 # With workers=None, sets smaller than this decode in-process: starting worker processes costs
 # more than decoding a few hundred images.
@@ -64,7 +65,7 @@ def iter_batches(
     strict: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     report: LoadReport | None = None,
-    progress: bool = False,
+    on_progress: Progress | None = None,
 ) -> Iterator[Batch]:
     """Decode ``image_set`` in set order into batches of ``batch_size`` uint8 NCHW RGB images.
 
@@ -74,7 +75,8 @@ def iter_batches(
     must have the first image's size. All batches are full but the last; batch size and worker
     count never change a pixel. Skips go to ``report`` (listing skips first); with ``strict`` the
     first skip raises ``AdvisorError``. If no image could be loaded, raises ``AdvisorError``
-    ("no usable image in <source>: ...") after the last file.
+    ("no usable image in <source>: ...") after the last file. ``on_progress`` receives the
+    decoding as the task ``decode NAME`` (files, skipped ones included).
     """
     if batch_size < 1 or (size is not None and size < 1) or (workers is not None and workers < 0):
         raise ValueError(f"bad arguments: batch_size={batch_size} size={size} workers={workers}")
@@ -90,11 +92,11 @@ def iter_batches(
     images: list[np.ndarray] = []
     indices: list[int] = []
     shape: tuple[int, ...] | None = None
-    with tqdm(
-        total=len(image_set), unit="img", desc="images", disable=None if progress else True
-    ) as bar:
+    with progress_task(
+        on_progress, f"decode {Path(image_set.source).name}", total=len(image_set)
+    ) as advance:
         for index, image, reason in _decoded(image_set, size, batch_size, workers, max_pixels):
-            bar.update(1)
+            advance(1)
             if image is None:
                 _record_skip(report, Skipped(image_set.names[index], reason), strict)
                 continue

@@ -139,8 +139,9 @@ def rank_with(
 ) -> Ranking:
     """:func:`rank` with its options already made (the CLI and services call this).
 
-    ``on_progress``: receives the target's feature extraction and each checkpoint's
-    ``NAME sample+features`` task; None: tqdm bars when ``options.progress``.
+    ``on_progress``: receives the target's feature extraction, each checkpoint's
+    ``NAME sample+features`` task and any download (extractor weights, checkpoints; task
+    ``download FILE``, bytes); None: tqdm bars when ``options.progress``.
     """
     if on_progress is None:
         on_progress = default_progress(options.progress)
@@ -164,7 +165,7 @@ def rank_with(
         weights=options.extractor_weights,
         precision=options.precision,
         offline=options.offline,
-        progress=options.progress,
+        progress=on_progress or False,
     )
     feature_options = FeatureOptions(
         extractor=options.extractor,
@@ -209,6 +210,7 @@ def rank_with(
         source_features=features_of,
         labels=_target_labels(target_set, options),
         target_images=None if swd_size is None else _images_at(target, swd_size),
+        on_progress=on_progress,
     )
     jobs: list[Candidate | SourceData] = []
     if options.setting in ("generated", "both"):

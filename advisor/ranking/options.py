@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 from advisor.devices import AUTO, resolve_device
 from advisor.errors import AdvisorError
 from advisor.features import check_extractor, check_precision
-from advisor.finetuning.convergence import METRIC_MODES
 from advisor.metrics import MetricOptions
+from advisor.metrics.directions import METRIC_MODES
 from advisor.metrics.other import MEASURE_GROUP_OF
 from advisor.networks import NOISE_MODES
 from advisor.sampling import MAX_BATCH_SIZE, MAX_SEEDS, check_truncation
@@ -48,7 +48,7 @@ DEFAULT_BY: Metric = "coverage"
 #: (``--classes K`` for an unlabelled target).
 RANK_METRICS: tuple[str, ...] = get_args(Metric)
 #: Metrics where a lower value is better; for the others higher is better (read from advisor's
-#: one table of metric directions, :data:`advisor.finetuning.convergence.METRIC_MODES`).
+#: one table of metric directions, :data:`advisor.metrics.directions.METRIC_MODES`).
 LOWER_IS_BETTER = frozenset(m for m in RANK_METRICS if METRIC_MODES[m] == "min")
 SETTINGS: tuple[str, ...] = get_args(Setting)
 #: Default sample count: the target's image count, clamped to this range (equal set sizes keep

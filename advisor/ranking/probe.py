@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError, one_line
-from advisor.finetuning.convergence import METRIC_MODES
 from advisor.finetuning.options import MAX_KIMG, FinetuneOptions, auto_batch
+from advisor.metrics.directions import METRIC_MODES
 
 #: One evaluated G_ema sample costs about as much as one trained image (32 px, 2-core CPU:
 #: 12.6 s per 1,000-sample evaluation, 13.2 s per trained kimg; benchmarks/results/finetune.json).

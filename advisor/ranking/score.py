@@ -38,6 +38,7 @@ from advisor.metrics.inputs import as_pair
 from advisor.metrics.manifold import manifold_indicators
 from advisor.metrics.other import MEASURE_GROUP_OF, OtherMeasures
 from advisor.networks import Generator
+from advisor.progress import Progress
 from advisor.ranking.options import RankOptions
 from advisor.ranking.select import Candidate
 
@@ -164,6 +165,8 @@ class ScoreContext:
     labels: Labels | None = None
     #: The target's images at the SWD resolution, uint8 [N, 3, R, R], when ranking by swd.
     target_images: np.ndarray | None = None
+    #: Where checkpoint downloads report (task ``download FILE``, bytes); None: nowhere.
+    on_progress: Progress | None = None
 
 
 def score_generator(
@@ -177,7 +180,7 @@ def score_generator(
     start = time.perf_counter()
     try:
         if candidate.record is not None:
-            path = pull(candidate.record, offline=o.offline, progress=o.progress)
+            path = pull(candidate.record, offline=o.offline, progress=ctx.on_progress or False)
         else:
             assert candidate.path is not None
             path = candidate.path

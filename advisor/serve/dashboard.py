@@ -169,7 +169,8 @@ def _job_ids(values: Sequence[str]) -> list[int]:
 def _compare_view(store: Any, data: Path, ids: list[int], metric: str | None) -> dict[str, Any]:
     """The fine-tune runs of jobs ``ids`` compared on ``metric`` (default: the first run's
     tracked metric) by :func:`advisor.runs.compare_runs`, and their curves on shared axes."""
-    from advisor.finetuning.convergence import METRIC_MODES, mode_for
+    from advisor.finetuning.convergence import mode_for
+    from advisor.metrics.directions import METRIC_MODES
     from advisor.runs import compare_runs, load_run, plot_curves
 
     jobs, runs, notes = [], [], []

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from advisor.compare import CompareRequest
 from advisor.errors import AdvisorError
+from advisor.features.pipeline import ExtractionOptions
+from advisor.metrics import MetricOptions
 from advisor.paths import confined
-from advisor.ranking.options import DEFAULT_BY, Metric, Setting
+from advisor.ranking.options import Metric, RankOptions, Setting
 
 #: Longest string accepted in any parameter (paths included).
 MAX_TEXT = 4096
@@ -78,6 +81,9 @@ def _relative_to(path: PurePosixPath, root: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- params
+# Each params class takes its defaults from the library's own options (class attributes of
+# those frozen dataclasses), so a service job and the same call through the CLI or the Python
+# API agree without a second list of numbers to keep in step.
 @dataclass(frozen=True, kw_only=True)
 class CompareParams:
     """``advisor compare REFERENCE CANDIDATE``: two image folders, zips or feature files.
@@ -89,24 +95,22 @@ class CompareParams:
 
     reference: str
     candidate: str
-    extractor: str | None = None
-    precision: str | None = None
-    batch_size: int = 64
-    k_pr: int = 3
-    k_dc: int = 5
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    bootstrap: int | None = None
-    confidence: float = 0.95
-    seed: int = 0
+    extractor: str | None = CompareRequest.extractor
+    precision: str | None = CompareRequest.precision
+    batch_size: int = ExtractionOptions.batch_size
+    k_pr: int = CompareRequest.k_pr
+    k_dc: int = CompareRequest.k_dc
+    kid_subsets: int = CompareRequest.kid_subsets
+    kid_subset_size: int = CompareRequest.kid_subset_size
+    bootstrap: int | None = CompareRequest.bootstrap
+    confidence: float = CompareRequest.confidence
+    seed: int = CompareRequest.seed
     metrics: str = "default"
-    classes: int | None = None
-    min_count: int = 10
+    classes: int | None = CompareRequest.classes
+    min_count: int = CompareRequest.min_count
 
     def request(self, device: str = "cpu") -> Any:
         """The library's :class:`CompareRequest` (validates every value)."""
-        from advisor.compare import CompareRequest
-        from advisor.features.pipeline import ExtractionOptions
         from advisor.metrics.other import parse_measures
 
         try:
@@ -147,26 +151,25 @@ class RankParams:
     target: str
     checkpoints: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    include_all: bool = False
-    setting: Setting = "generated"
+    include_all: bool = RankOptions.include_all
+    setting: Setting = RankOptions.setting
     source_data: tuple[str, ...] = ()
-    by: Metric = DEFAULT_BY
-    classes: int | None = None
-    min_count: int = 10
-    n_samples: int | None = None
-    extractor: str = "inception"
-    precision: str = "fp32"
-    batch_size: int = 32
-    k_pr: int = 3
-    k_dc: int = 5
-    bootstrap: int = 200
-    confidence: float = 0.95
-    seed: int = 0
+    by: Metric = RankOptions.by
+    classes: int | None = RankOptions.classes
+    min_count: int = RankOptions.min_count
+    n_samples: int | None = RankOptions.n_samples
+    extractor: str = RankOptions.extractor
+    precision: str = RankOptions.precision
+    batch_size: int = RankOptions.batch_size
+    k_pr: int = MetricOptions.k_pr
+    k_dc: int = MetricOptions.k_dc
+    bootstrap: int = MetricOptions.bootstrap
+    confidence: float = MetricOptions.confidence
+    seed: int = MetricOptions.seed
 
     def options(self, device: str | None = None) -> Any:
         """The library's :class:`RankOptions` (validates every value)."""
-        from advisor.metrics import MetricOptions
-        from advisor.ranking import RankOptions, SourceData
+        from advisor.ranking import SourceData
 
         metrics = MetricOptions.from_user(
             k_pr=self.k_pr,

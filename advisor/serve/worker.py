@@ -37,10 +37,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.cache import atomic_write_bytes
 from advisor.errors import AdvisorError, one_line
+
+if TYPE_CHECKING:
+    from advisor.finetuning import TrainingEvent
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -203,26 +206,22 @@ def _finetune(
     import advisor.finetuning as ft
 
     options = params.finetune_options()
-    total = options.kimg
 
-    def on_event(event: dict[str, Any]) -> None:
-        kimg = float(event.get("kimg", 0.0))
-        if event["event"] == "tick":
-            losses = "  ".join(f"{k} {event[k]:.4g}" for k in ("loss_g", "loss_d") if k in event)
-            _log(f"kimg {kimg:.3f}  {event.get('s_per_kimg', 0):.1f} s/kimg  {losses}")
-        elif event["event"] == "metrics":
-            values = "  ".join(
-                f"{k} {v:.4g}" for k, v in event.items() if isinstance(v, float) and k != "kimg"
-            )
-            _log(f"kimg {kimg:.3f}  {values}")
+    def on_event(event: TrainingEvent) -> None:
+        v = event.values
+        if event.kind == "tick":
+            losses = "  ".join(f"{k} {v[k]:.4g}" for k in ("loss_g", "loss_d") if k in v)
+            _log(f"kimg {event.kimg:.3f}  {v.get('s_per_kimg', 0):.1f} s/kimg  {losses}")
+        else:
+            _log(f"kimg {event.kimg:.3f}  " + "  ".join(f"{k} {x:.4g}" for k, x in v.items()))
         reporter.update(
             {
                 "stage": "training",
-                "fraction": min(kimg / total, 1.0),
-                "kimg": kimg,
-                "total_kimg": total,
+                "fraction": event.progress.fraction,
+                "kimg": event.kimg,
+                "total_kimg": event.total_kimg,
             },  # fmt: skip
-            force=event["event"] == "metrics",
+            force=event.kind == "metrics",
         )
 
     run_dir = job_dir / "run"
