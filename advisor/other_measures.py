@@ -178,8 +178,7 @@ def classifier_report(
 def swd_resolution(*sources: str | os.PathLike[str]) -> int:
     """The resolution SWD compares image sets at: the smallest of their most common sizes
     (never upsample one set to meet the other). AdvisorError when unknown or under 16 px."""
-    from advisor.images import open_image_set
-    from advisor.ranking.select import target_size
+    from advisor.images import open_image_set, target_size
 
     sizes = []
     for source in sources:

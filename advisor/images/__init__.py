@@ -31,7 +31,8 @@ three channels. ICC profiles are ignored (pixel values are used as stored).
 Nothing here ever writes to the user's files: sources are only opened for reading.
 
 The parts: ``sets`` (listing), ``zips`` (reading zips with bounds), ``decode`` (the decoding rule
-and the resize), ``batches`` (decoding a set into batches, in worker processes).
+and the resize), ``batches`` (decoding a set into batches, in worker processes), ``sizes`` (a
+set's most common image size, from headers only).
 """
 
 from advisor.images.batches import Batch, LoadReport, format_skips, iter_batches, load_images
@@ -52,6 +53,7 @@ from advisor.images.sets import (
     open_image_set,
     printable,
 )
+from advisor.images.sizes import TargetSize, target_size
 from advisor.images.zips import (
     MAX_ZIP_INFLATED_BYTES,
     MAX_ZIP_MEMBERS,
@@ -60,6 +62,8 @@ from advisor.images.zips import (
 )
 
 __all__ = [
+    "TargetSize",
+    "target_size",
     "IMAGE_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
     "MAX_FILE_BYTES",

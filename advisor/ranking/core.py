@@ -20,7 +20,7 @@ from advisor.features.files import FeatureSet, is_feature_file, load_features
 from advisor.features.pipeline import FeatureOptions, compute_features
 from advisor.features.samples import seeds_text
 from advisor.features.store import SampleFeatureStore
-from advisor.images import ImageSet, open_image_set
+from advisor.images import ImageSet, TargetSize, open_image_set, target_size
 from advisor.metrics import Estimate, MetricOptions
 from advisor.metrics.classifier import Labels
 from advisor.metrics.other import MEASURE_GROUP_OF
@@ -43,7 +43,7 @@ from advisor.ranking.score import (
     score_generator,
     score_source,
 )
-from advisor.ranking.select import Candidate, TargetSize, select, target_size
+from advisor.ranking.select import Candidate, select
 from advisor.ranking.spread import default_devices, run_spread
 from advisor.ranking.ties import decide_pair, order, tie_groups
 from advisor.sampling import SAMPLER_VERSION
