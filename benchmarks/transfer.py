@@ -85,12 +85,8 @@ from advisor.checkpoints.registry import (  # noqa: E402
 from advisor.errors import AdvisorError, one_line  # noqa: E402
 from advisor.finetuning.events import TrainingEvent  # noqa: E402
 from advisor.finetuning.options import FinetuneOptions  # noqa: E402
-from advisor.ranking.probe import (  # noqa: E402
-    ProbeCandidate,
-    ProbeOptions,
-    probe_plan,
-    run_probes,
-)
+from advisor.ranking.probe import probe_plan, run_probes  # noqa: E402
+from advisor.ranking.probe_report import ProbeCandidate, ProbeOptions  # noqa: E402
 from benchmarks.evidence import SCRATCH, analyse  # noqa: E402
 
 SCHEMA = "advisor-transfer-benchmark/1"
@@ -159,7 +155,7 @@ class BenchmarkOptions:
     def full_run_kimg(self) -> float:
         """One full fine-tune's cost in training kimg, evaluations included (see
         :mod:`advisor.ranking.probe`): the probes' budget."""
-        from advisor.ranking.probe import EVAL_IMAGE_COST
+        from advisor.ranking.probe_report import EVAL_IMAGE_COST
 
         return self.budget_kimg + self.evaluations * self.metric_samples * EVAL_IMAGE_COST / 1000
 

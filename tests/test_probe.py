@@ -16,15 +16,9 @@ import advisor.finetuning.run as finetune_run
 from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.finetuning import FinetuneOptions
-from advisor.ranking.probe import (
-    ProbeCandidate,
-    ProbeOptions,
-    halving_counts,
-    halving_order,
-    halving_schedule,
-    run_probes,
-    survivors,
-)
+from advisor.ranking.halving import halving_counts, halving_order, halving_schedule, survivors
+from advisor.ranking.probe import run_probes
+from advisor.ranking.probe_report import ProbeCandidate, ProbeOptions
 from tests.conftest import write_images
 from tests.test_finetune import _checkpoint
 

@@ -32,7 +32,7 @@ from advisor.cli.options import (
 from advisor.errors import AdvisorError
 from advisor.progress import TqdmProgress
 from advisor.ranking.options import DEFAULT_BY, RANK_METRICS, SETTINGS
-from advisor.ranking.probe import (
+from advisor.ranking.probe_report import (
     DEFAULT_PROBE_KIMG,
     DEFAULT_PROBE_SAMPLES,
     DEFAULT_PROBE_TOP,

@@ -5,25 +5,14 @@ fine-tune those further, and so on, at a total cost of at most ``budget_kimg`` (
 one full fine-tune the user is choosing a checkpoint for). ``advisor rank --probe`` and the
 evidence benchmark (``benchmarks/transfer.py``) both call :func:`run_probes`.
 
-*Schedule* (:func:`halving_schedule`). With ``n`` candidates and ``eta`` (2: keep the better
-half), round ``r`` runs ``n_r`` candidates, ``n_0 = n`` and ``n_{r+1} = ceil(n_r / eta)``, until
-a round would keep one (6 -> 3 -> 2, 4 -> 2, 2). Every round gets an equal share
-``budget / rounds`` of the budget (Karnin et al.'s successive halving); a candidate's training in
-round ``r`` is ``share / n_r - eval_kimg``, floored to whole batches, so each round costs at most
-its share and the total at most the budget. ``eval_kimg`` is one evaluation's cost in training
-kimg: ``metric_samples * eval_image_cost / 1000``, where :data:`EVAL_IMAGE_COST` (one evaluated
-sample costs about one trained image) is measured: at 32 px on a 2-core CPU a 1,000-sample
-evaluation takes 12.6 s and a trained kimg 13.2 s (``benchmarks/results/finetune.json``).
+*Schedule* and *order*: :mod:`advisor.ranking.halving`; the results:
+:mod:`advisor.ranking.probe_report`.
 
 *Runs.* Each candidate is one advisor run folder under the work folder
 (:func:`advisor.finetuning.run.run_finetune`, then :func:`~advisor.finetuning.run.resume_finetune`
 to the next round's total); the evaluation at a round's end samples the last snapshot's G_ema
 with the fine-tune evaluator (the target's features come from the feature cache). No evaluation
 runs inside the training loop (``metric_every`` is off), so none is spent at kimg 0.
-
-*Order.* Candidates that reached a later round rank above those dropped earlier; within a round,
-by the metric at that round's end (``mode`` from :data:`~advisor.finetuning.convergence.
-METRIC_MODES`), then by name. The pick is the best of the last round.
 
 *Resuming.* ``probe.json`` in the work folder records the plan and every finished training and
 evaluation, written atomically after each; calling :func:`run_probes` again with the same
@@ -42,274 +31,23 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError, one_line
 from advisor.finetuning.options import MAX_KIMG, FinetuneOptions, auto_batch
 from advisor.metrics.directions import METRIC_MODES
+from advisor.ranking.halving import HalvingRound, halving_order, halving_schedule, survivors
+from advisor.ranking.probe_report import (
+    ProbeCandidate,
+    ProbeOptions,
+    ProbeReport,
+    ProbeRow,
+)
 
-#: One evaluated G_ema sample costs about as much as one trained image (32 px, 2-core CPU:
-#: 12.6 s per 1,000-sample evaluation, 13.2 s per trained kimg; benchmarks/results/finetune.json).
-EVAL_IMAGE_COST = 1.0
-DEFAULT_PROBE_KIMG = 10.0
-"""Default probe budget: about the cost of a 32 px CPU fine-tune of 8 kimg with five
-500-sample evaluations (the evidence benchmark's default full run)."""
-DEFAULT_PROBE_TOP = 8
-DEFAULT_PROBE_SAMPLES = 250
 STATE_VERSION = 1
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProbeOptions:
-    """How probe fine-tunes run; validated on construction (:class:`AdvisorError`).
-
-    ``budget_kimg``: total cost of all probes in training kimg, evaluations included at
-    ``eval_image_cost`` trained images per evaluated sample. ``top``: at most this many
-    candidates (the best by the zero-shot ranking in ``advisor rank --probe``). ``eta``: keep
-    ``1/eta`` of the candidates per round. ``metric``: what ranks them at each round's end, on
-    ``metric_samples`` G_ema samples. ``finetune``: the fine-tune recipe (inits, batch, seed,
-    extractor...); its schedule fields (kimg, metric_every, snapshots, stop rules) are set by
-    the probe.
-    """
-
-    budget_kimg: float = DEFAULT_PROBE_KIMG
-    top: int = DEFAULT_PROBE_TOP
-    eta: int = 2
-    metric: str = "fid"
-    metric_samples: int = DEFAULT_PROBE_SAMPLES
-    eval_image_cost: float = EVAL_IMAGE_COST
-    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
-
-    def __post_init__(self) -> None:
-        if not _real(self.budget_kimg) or not 0 < self.budget_kimg <= MAX_KIMG:
-            raise AdvisorError(f"--probe-kimg must be > 0 and <= {MAX_KIMG:g}")
-        if not _int(self.top) or self.top < 2:
-            raise AdvisorError(f"--probe-top must be an integer >= 2, got {self.top!r}")
-        if not _int(self.eta) or self.eta < 2:
-            raise AdvisorError(f"the halving factor eta must be an integer >= 2, got {self.eta!r}")
-        if self.metric not in METRIC_MODES:
-            raise AdvisorError(
-                f"unknown probe metric {self.metric!r}; choose one of {', '.join(METRIC_MODES)}"
-            )
-        if not _int(self.metric_samples) or not 2 <= self.metric_samples <= 100_000:
-            raise AdvisorError("probe metric samples must be an integer from 2 to 100000")
-        if not _real(self.eval_image_cost) or self.eval_image_cost < 0:
-            raise AdvisorError("eval_image_cost must be a finite number >= 0")
-
-    @property
-    def eval_kimg(self) -> float:
-        """One evaluation's cost in training kimg."""
-        return self.metric_samples * self.eval_image_cost / 1000
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# --------------------------------------------------------------------------- the schedule
-@dataclass(frozen=True, kw_only=True)
-class HalvingRound:
-    """One round: ``candidates`` run, each trained ``added_kimg`` more to a total of ``kimg``,
-    then evaluated once; ``cost_kimg = candidates * (added_kimg + eval_kimg)``."""
-
-    index: int
-    candidates: int
-    kimg: float
-    added_kimg: float
-    cost_kimg: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def halving_counts(n: int, eta: int = 2) -> tuple[int, ...]:
-    """Candidates per round: ``n``, ``ceil(n / eta)``, ... down to the last round with more
-    than one (``(6, 3, 2)`` for 6 and eta 2); ``()`` for fewer than two candidates."""
-    if n < 2:
-        return ()
-    counts = [n]
-    while math.ceil(counts[-1] / eta) > 1:
-        counts.append(math.ceil(counts[-1] / eta))
-    return tuple(counts)
-
-
-def halving_schedule(
-    n: int, *, budget_kimg: float, eval_kimg: float = 0.0, eta: int = 2, step_images: int = 1
-) -> tuple[HalvingRound, ...]:
-    """The successive-halving plan for ``n`` candidates within ``budget_kimg`` (see the module
-    docstring); ``step_images`` (the batch) is the granularity of training. Every round's cost
-    is at most ``budget_kimg / rounds``, so the sum is at most ``budget_kimg``.
-
-    Raises :class:`AdvisorError` when a round cannot give each candidate one step of training.
-    """
-    counts = halving_counts(n, eta)
-    if not counts:
-        return ()
-    share = budget_kimg * 1000 / len(counts)  # images per round
-    rounds, total = [], 0
-    for index, count in enumerate(counts):
-        added = math.floor((share / count - eval_kimg * 1000) / step_images) * step_images
-        if added < step_images:
-            raise AdvisorError(
-                f"a probe budget of {budget_kimg:g} kimg is too small for {n} candidates "
-                f"(round {index + 1} of {len(counts)} would train {count} of them less than "
-                f"one batch each, an evaluation costing {eval_kimg:g} kimg); raise the budget, "
-                "probe fewer candidates or evaluate fewer samples"
-            )
-        total += added
-        rounds.append(
-            HalvingRound(
-                index=index,
-                candidates=count,
-                kimg=total / 1000,
-                added_kimg=added / 1000,
-                cost_kimg=count * (added / 1000 + eval_kimg),
-            )
-        )
-    return tuple(rounds)
-
-
-def halving_order(values: Sequence[Mapping[str, float]], *, mode: str) -> tuple[str, ...]:
-    """Best first, from the per-round values (``values[r][name]``) of the candidates that ran
-    round ``r``: a later round beats an earlier one; then the value (NaN last); then the name."""
-    last: dict[str, tuple[int, float]] = {}
-    for r, round_values in enumerate(values):
-        for name, value in round_values.items():
-            last[name] = (r, value)
-
-    def key(name: str) -> tuple[int, int, float, str]:
-        r, value = last[name]
-        finite = math.isfinite(value)
-        signed = (value if mode == "min" else -value) if finite else 0.0
-        return (-r, 0 if finite else 1, signed, name)
-
-    return tuple(sorted(last, key=key))
-
-
-def survivors(values: Mapping[str, float], keep: int, *, mode: str) -> tuple[str, ...]:
-    """The ``keep`` best of one round (see :func:`halving_order`), best first."""
-    return halving_order([values], mode=mode)[:keep]
-
-
-# --------------------------------------------------------------------------- results
-@dataclass(frozen=True, kw_only=True)
-class ProbeCandidate:
-    """One checkpoint to probe: a display ``name`` and a local checkpoint file."""
-
-    name: str
-    checkpoint: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProbeRow:
-    """One candidate's probe: ``rank`` (1 = pick), the last round it ran (1-based), its kimg,
-    its metrics at that round's end, and its run folder. ``skipped``: why it could not run."""
-
-    name: str
-    rank: int
-    rounds: int
-    kimg: float
-    value: float | None
-    metrics: Mapping[str, float]
-    run_dir: str
-    skipped: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.name,
-            "rank": self.rank,
-            "rounds": self.rounds,
-            "kimg": self.kimg,
-            "value": _finite_or_none(self.value),
-            "metrics": {k: _finite_or_none(v) for k, v in self.metrics.items()},
-            "run_dir": self.run_dir,
-            "skipped": self.skipped,
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProbeReport:
-    """The probes of one target: rows best first, the plan, and the cost.
-
-    ``cost_s``: training wall time plus evaluation time of every probe; ``cost_kimg``: the
-    plan's cost in training kimg (at most ``options.budget_kimg``).
-    """
-
-    options: ProbeOptions
-    schedule: tuple[HalvingRound, ...]
-    rows: tuple[ProbeRow, ...]
-    work_dir: str
-    train_s: float
-    eval_s: float
-    cost_kimg: float
-
-    @property
-    def cost_s(self) -> float:
-        return self.train_s + self.eval_s
-
-    @property
-    def order(self) -> tuple[str, ...]:
-        return tuple(r.name for r in self.rows if r.skipped is None)
-
-    @property
-    def pick(self) -> str | None:
-        return self.order[0] if self.order else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.options.metric,
-            "direction": "lower is better"
-            if METRIC_MODES[self.options.metric] == "min"
-            else "higher is better",
-            "budget_kimg": self.options.budget_kimg,
-            "eval_kimg": self.options.eval_kimg,
-            "metric_samples": self.options.metric_samples,
-            "eta": self.options.eta,
-            "schedule": [r.to_dict() for r in self.schedule],
-            "cost_kimg": self.cost_kimg,
-            "cost_s": round(self.cost_s, 3),
-            "train_s": round(self.train_s, 3),
-            "eval_s": round(self.eval_s, 3),
-            "order": list(self.order),
-            "pick": self.pick,
-            "rows": [r.to_dict() for r in self.rows],
-            "work_dir": self.work_dir,
-            "recommendation": probe_recommendation(self),
-        }
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def probe_recommendation(report: ProbeReport) -> str:
-    """One sentence naming the probe's pick and how far the probes went."""
-    if report.pick is None:
-        return "No candidate could be probed (see skipped)."
-    best = report.rows[0]
-    metric = report.options.metric
-    text = (
-        f"Probe fine-tunes pick {best.name}: its {metric} after {best.kimg:g} kimg of "
-        f"fine-tuning is {best.value:.4g}"
-        if best.value is not None and math.isfinite(best.value)
-        else f"Probe fine-tunes pick {best.name}"
-    )
-    if len(report.rows) > 1:
-        second = report.rows[1]
-        if second.value is not None and second.rounds == best.rounds:
-            text += f" ({second.name}: {second.value:.4g})"
-    return text + f"; the probes cost {report.cost_s:.0f} s ({report.cost_kimg:.3g} kimg)."
 
 
 # --------------------------------------------------------------------------- running
