@@ -12,7 +12,7 @@ import pytest
 
 import advisor.finetuning.run as finetune_run
 from advisor.errors import AdvisorError
-from benchmarks import evidence, transfer, transfer_report
+from benchmarks import evidence, transfer, transfer_report, transfer_runs
 from tests.conftest import write_images
 from tests.test_finetune import _checkpoint
 
@@ -246,7 +246,7 @@ def world(tmp_path):
     return tmp_path, target, tmp_path / "zoo.toml", source_data
 
 
-TINY = transfer.BenchmarkOptions(
+TINY = transfer_runs.BenchmarkOptions(
     budget_kimg=0.096,
     metric_every=0.096,
     snapshot_every=0.048,
@@ -259,14 +259,14 @@ TINY = transfer.BenchmarkOptions(
 
 
 def test_budget_defaults_and_bad_options():
-    default = transfer.BenchmarkOptions()
+    default = transfer_runs.BenchmarkOptions()
     assert default.evaluations == 5 and default.full_run_kimg == pytest.approx(10.5)
     assert default.probe(6).budget_kimg == pytest.approx(10.5)
     assert TINY.evaluations == 2 and TINY.full_run_kimg == pytest.approx(0.12)
     with pytest.raises(AdvisorError, match="metric-every"):
-        transfer.BenchmarkOptions(budget_kimg=1.0, metric_every=2.0)
+        transfer_runs.BenchmarkOptions(budget_kimg=1.0, metric_every=2.0)
     with pytest.raises(AdvisorError, match="kimg"):
-        transfer.BenchmarkOptions(budget_kimg=-1.0, metric_every=-2.0)
+        transfer_runs.BenchmarkOptions(budget_kimg=-1.0, metric_every=-2.0)
 
 
 def test_a_benchmark_stopped_mid_run_resumes_skips_finished_runs_and_reports(
@@ -311,7 +311,7 @@ def test_a_benchmark_stopped_mid_run_resumes_skips_finished_runs_and_reports(
     assert za_snapshot.stat().st_mtime_ns == written and "za: finished, skipped" in logs
 
     saved = json.loads(out.read_text())
-    assert saved["analysis"] == json.loads(json.dumps(transfer.clean(doc["analysis"])))
+    assert saved["analysis"] == json.loads(json.dumps(transfer_runs.clean(doc["analysis"])))
     analysis = saved["analysis"]
     assert analysis["complete"] and sorted(analysis["true_order"]) == ["za", "zb"]
     for key in ("za", "zb", "scratch"):
@@ -350,7 +350,7 @@ def test_a_benchmark_stopped_mid_run_resumes_skips_finished_runs_and_reports(
     assert "![FID curves of every run](results/t-curves.png)" in body
 
     with pytest.raises(AdvisorError, match="another configuration"):
-        other = transfer.BenchmarkOptions(**{**TINY.__dict__, "seed": 1})
+        other = transfer_runs.BenchmarkOptions(**{**TINY.__dict__, "seed": 1})
         transfer.benchmark(target, out, log=print, **{**call, "options": other})
 
 
