@@ -21,7 +21,7 @@ from advisor.checkpoints.format import Checkpoint, CheckpointMetadata, save_chec
 from advisor.errors import AdvisorError
 from advisor.finetuning import FinetuneOptions, TrainingEvent, finetune, load_run, loss_signal
 from advisor.finetuning.inputs import build_networks
-from advisor.finetuning.options import resolve
+from advisor.finetuning.options import auto_batch, resolve
 from advisor.finetuning.training import Trainer, d_layers
 from advisor.networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from tests.conftest import write_images
@@ -545,3 +545,21 @@ def test_ddp_ctrl_c_reaching_one_process_stops_every_process_after_the_same_step
     assert ends[0]["nimg"] == ends[1]["nimg"] < 10_000
     latest = json.loads((tmp_path / "run" / "snapshots" / "latest.json").read_text())
     assert latest["nimg"] == ends[0]["nimg"]
+
+
+@pytest.mark.parametrize(
+    ("resolution", "devices", "batch"),
+    [
+        (1024, 1, 4),
+        (256, 1, 16),
+        (32, 1, 32),
+        (256, 4, 64),
+        (1024, 8, 32),
+        (32, 3, 63),
+        (16, 5, 60),
+    ],
+)
+def test_auto_batch_is_nvlabs_rule_and_always_splits_over_the_devices(resolution, devices, batch):
+    assert auto_batch(resolution, devices) == batch
+    options = resolve(FinetuneOptions(), resolution=resolution, world_size=devices)
+    assert options.batch == batch and batch % devices == 0

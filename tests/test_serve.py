@@ -311,7 +311,11 @@ def test_options_are_checked_by_the_library_before_queuing(server, assets):
         ("rank", rank_params(assets, by="ssim"), "by must be one of recall,"),
         ("rank", rank_params(assets, setting="both", source_data=["x"]), "NAME=PATH, got 'x'"),
         ("rank", rank_params(assets, setting="both", source_data=["a=/etc"]), "'/etc' is outside"),
-        ("rank", rank_params(assets, source_data=[f"a={other}"]), "used with --setting source"),
+        (
+            "rank",
+            rank_params(assets, source_data=[f"a={other}"]),
+            "source_data is used with setting",
+        ),
         ("rank", rank_params(assets, by="gan_train", classes=1), "classes must be 2.."),
         ("compare", compare(metrics="fun"), "unknown metric 'fun' in metrics; known: default,"),
         ("compare", compare(metrics="all", classes=1), "classes must be 2.."),
@@ -321,6 +325,7 @@ def test_options_are_checked_by_the_library_before_queuing(server, assets):
         response = server.http("POST", "/jobs", json={"kind": kind, "params": params})
         assert response.status_code == 422, (kind, params)
         assert reason in response.json()["detail"], response.json()
+        assert "--" not in response.json()["detail"]  # the service's words, not the CLI's flags
     assert len(server.client().list(limit=1000)) == before
 
 

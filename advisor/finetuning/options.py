@@ -161,8 +161,12 @@ class FinetuneOptions:
 
 
 def auto_batch(resolution: int, world_size: int = 1) -> int:
-    """NVlabs ``--cfg auto``: ``max(min(gpus * min(4096 // res, 32), 64), gpus)``."""
-    return max(min(world_size * min(4096 // resolution, 32), 64), world_size)
+    """NVlabs ``--cfg auto``: ``max(min(gpus * min(4096 // res, 32), 64), gpus)``, rounded
+    down to a multiple of ``world_size``. NVlabs accepts only power-of-two GPU counts, which
+    always divide it; advisor also runs on 3, 5, 6... devices, where the cap of 64 would not
+    split evenly (3 devices at 32 px: 63, not 64)."""
+    batch = max(min(world_size * min(4096 // resolution, 32), 64), world_size)
+    return batch - batch % world_size
 
 
 def resolve(options: FinetuneOptions, *, resolution: int, world_size: int = 1) -> FinetuneOptions:

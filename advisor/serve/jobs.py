@@ -17,6 +17,7 @@ paths, so a worker never interprets a user's path again.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -116,7 +117,7 @@ class CompareParams:
         try:
             groups = parse_measures(self.metrics)
         except ValueError as err:
-            raise AdvisorError(str(err).replace("--metrics", "metrics")) from None
+            raise AdvisorError(service_words(str(err))) from None
 
         return CompareRequest(
             reference=self.reference,
@@ -439,3 +440,29 @@ def from_json(kind: str, stored: dict[str, Any]) -> CompareParams | RankParams |
     return cls(
         **{k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in stored.items()}
     )
+
+
+# --------------------------------------------------------------------------- messages
+#: Command-line flags whose job parameter is not the flag's own name with ``_`` for ``-``.
+_RENAMED_FLAGS = {"checkpoint": "checkpoints", "tag": "tags", "all": "include_all"}
+
+
+def _job_parameters() -> frozenset[str]:
+    from advisor.finetuning.options import FinetuneOptions
+
+    names = {f.name for cls in PARAMS.values() for f in dataclasses.fields(cls)}
+    return frozenset(names | {f.name for f in dataclasses.fields(FinetuneOptions)})
+
+
+def service_words(message: str) -> str:
+    """A library message in the service's words: ``--source-data`` becomes ``source_data``,
+    ``--checkpoint`` becomes ``checkpoints``, for every flag that is a job parameter; other
+    text (another program's ``--cfg=stylegan2``) is left as it is."""
+    known = _job_parameters()
+
+    def word(match: re.Match[str]) -> str:
+        flag = match.group(1)
+        name = _RENAMED_FLAGS.get(flag, flag.replace("-", "_"))
+        return name if name in known else match.group(0)
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)(?![\w=-])", word, message)

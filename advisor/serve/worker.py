@@ -286,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         _log("interrupted")
         return EXIT_INTERRUPTED
     except AdvisorError as err:
-        return _fail(job_dir, one_line(str(err)))
+        from advisor.serve.jobs import service_words
+
+        return _fail(job_dir, one_line(service_words(str(err))))
     except MemoryError:
         return _fail(job_dir, "out of memory")
     except OSError as err:
