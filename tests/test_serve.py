@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -532,3 +533,31 @@ def test_the_runs_compare_page_shows_finetune_runs_side_by_side_as_runs_compare_
         response = browser.get(f"/ui/compare?{query}")
         text = html.unescape(response.text)
         assert response.status_code == status and reason in text, (query, text)
+
+
+def test_the_compare_page_plots_each_distinct_comparison_once(tmp_path):
+    from types import SimpleNamespace
+
+    from advisor.serve import dashboard
+
+    calls = []
+
+    def plot(runs, metric, out, labels):
+        calls.append(metric)
+        Path(out).write_bytes(b"png")
+        return Path(out)
+
+    def run(*fids, ticks=2):
+        metrics = [SimpleNamespace(kimg=float(i), metrics={"fid": v}) for i, v in enumerate(fids)]
+        return SimpleNamespace(metrics=metrics, stats=[{}] * ticks)
+
+    first = dashboard._curves_image([run(9.0, 8.0)], "fid", ["a"], plot)
+    again = dashboard._curves_image([run(9.0, 8.0)], "fid", ["a"], plot)
+    assert first == again == "data:image/png;base64,cG5n" and calls == ["fid"]
+    dashboard._curves_image([run(9.0, 8.0, 7.0)], "fid", ["a"], plot)  # a new evaluation
+    dashboard._curves_image([run(9.0, 8.0, 7.0, ticks=3)], "fid", ["a"], plot)  # a new tick
+    dashboard._curves_image([run(9.0, 8.0)], "fid", ["b"], plot)  # another label
+    assert len(calls) == 4
+    for i in range(dashboard._CURVES_KEPT + 1):  # the cache stays bounded
+        dashboard._curves_image([run(float(i))], "fid", ["c"], plot)
+    assert len(dashboard._CURVES) == dashboard._CURVES_KEPT

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import hmac
 import json
 import math
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -219,9 +222,7 @@ def _compare_view(store: Any, data: Path, ids: list[int], metric: str | None) ->
     curves = None
     if evaluated:
         try:
-            with tempfile.TemporaryDirectory(prefix="advisor-compare-") as tmp:
-                png = plot_curves(runs, metric, Path(tmp) / "curves.png", labels=labels)
-                curves = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+            curves = _curves_image(runs, metric, labels, plot_curves)
         except AdvisorError as err:  # no matplotlib: the table still stands
             notes.append(str(err))
     else:
@@ -229,6 +230,34 @@ def _compare_view(store: Any, data: Path, ids: list[int], metric: str | None) ->
     return {"ids": ids, "metric": metric, "mode": mode_for(metric),
             "metrics": sorted(METRIC_MODES), "rows": table, "curves": curves, "notes": notes,
             "active": any(not job.terminal for job in jobs)}  # fmt: skip
+
+
+#: Plotted comparisons kept, by what they show: a page refreshed while runs train re-plots only
+#: when a run has a new evaluation (a matplotlib figure costs a few hundred ms of the server's
+#: CPU), and a finished comparison is never plotted twice.
+_CURVES: OrderedDict[str, str] = OrderedDict()
+_CURVES_KEPT = 16
+_CURVES_LOCK = threading.Lock()
+
+
+def _curves_image(runs: Sequence[Any], metric: str, labels: list[str], plot: Callable) -> str:
+    """The curves of ``runs`` as a PNG data URL, plotted once per distinct content."""
+    shown = [
+        ([(m.kimg, m.metrics.get(metric)) for m in run.metrics], len(run.stats)) for run in runs
+    ]  # the metric's points, and how many ticks of the loss-only signal (its lower panel)
+    key = hashlib.sha256(json.dumps([metric, labels, shown], default=str).encode()).hexdigest()
+    with _CURVES_LOCK:
+        if key in _CURVES:
+            _CURVES.move_to_end(key)
+            return _CURVES[key]
+    with tempfile.TemporaryDirectory(prefix="advisor-compare-") as tmp:
+        png = plot(runs, metric, Path(tmp) / "curves.png", labels=labels)
+        image = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+    with _CURVES_LOCK:
+        _CURVES[key] = image
+        while len(_CURVES) > _CURVES_KEPT:
+            _CURVES.popitem(last=False)
+    return image
 
 
 def _when(stamp: float | None) -> str:
