@@ -539,6 +539,7 @@ def test_compare_metrics_names_are_checked_before_any_work(labelled_folders):
 def test_rank_by_mode_coverage_orders_sources_covering_all_half_and_a_tenth(tmp_path):
     from advisor.metrics import MetricOptions
     from advisor.ranking import rank
+    from advisor.ranking.result import recommendation
     from tests.test_rank import mode_sources, write_modes
 
     target = tmp_path / "target"  # labelled: one sub-folder per colour
@@ -555,10 +556,14 @@ def test_rank_by_mode_coverage_orders_sources_covering_all_half_and_a_tenth(tmp_
     assert values[0] == 1.0 and 0.5 <= values[1] <= 0.6 and 0.1 <= values[2] <= 0.2
     row = ranking.to_dict()["rows"][0]
     assert row["classifier"]["labels"] == "sub-folders (10 classes)"
-    assert any("no paired bootstrap" in note for note in row["notes"])
+    # Ties are decided by the classifier's bootstrap replicates: all, half and a tenth of the
+    # classes are far apart.
+    assert not any(r.tied_with for r in ranking.rows)
+    assert "the paired bootstrap separates" in recommendation(ranking)
     by_is = rank(target, by="is", **common)
     assert by_is.protocol.to_dict()["direction"] == "higher is better"
     assert all(r.other.inception_score is not None for r in by_is.rows)
+    assert "paired t-test over splits" in recommendation(by_is) or by_is.rows[0].tied_with
 
 
 def test_rank_by_swd_measures_each_generators_seeded_samples_against_the_target(tmp_path):
@@ -663,3 +668,54 @@ def test_finetune_tracks_an_other_measure_with_its_direction(tmp_path, metric, m
     assert summary["metric"] == metric
     best = min(values) if mode == "min" else max(values)
     assert summary["best"] == pytest.approx(best)
+
+
+# --- paired decisions in rank ---------------------------------------------------------------
+
+
+def test_paired_splits_separate_a_consistent_is_gain_that_single_intervals_cannot():
+    # B is A with every row's logits sharpened by 1%: a small gain in every split. Each set's
+    # own interval swallows it, the t-interval of the per-split differences does not, and
+    # a set against itself is tied. Splits pair because both sets have the same row count.
+    from advisor.ranking.ties import decide_pair
+
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(20) + 2.0 * rng.standard_normal((400, 20))
+    one = score_logits(a, head="t", standard_head=False, confidence=0.95)
+    two = score_logits(1.01 * a, head="t", standard_head=False, confidence=0.95)
+    assert two.mean > one.mean and two.low < one.high  # the intervals overlap
+    pair = decide_pair(two.mean, one.mean, np.array(two.scores), np.array(one.scores),
+                       confidence=0.95, n=400, method="splits")  # fmt: skip
+    diffs = np.array(two.scores) - np.array(one.scores)
+    half = scipy.stats.t.ppf(0.975, 9) * diffs.std(ddof=1) / np.sqrt(10)
+    assert not pair.tied and pair.low == pytest.approx(diffs.mean() - half)
+    assert pair.difference == pytest.approx(diffs.mean())  # split means: the values' difference
+    same = decide_pair(one.mean, one.mean, np.array(one.scores), np.array(one.scores),
+                       confidence=0.95, n=400, method="splits")  # fmt: skip
+    assert same.tied and same.samples_to_separate is None
+
+
+def test_classifier_replicates_pair_generators_of_equal_size(labelled_target):
+    # B is A moved a little towards the blobs' centre: every sample's top-class confidence
+    # drops a little. Single intervals overlap; the paired replicates separate them.
+    from advisor.ranking.ties import decide_pair
+
+    target, labels = labelled_target
+    options = ClassifierOptions(bootstrap=200)
+    a = generator(CLASSES, n=600, seed=3)
+    b = (0.998 * a).astype(np.float32)
+    ra = classifier_measures(target, labels, a, options=options)
+    rb = classifier_measures(target, labels, b, options=options)
+    ea, eb = ra.gan_test_confidence, rb.gan_test_confidence
+    assert ea.value > eb.value and eb.high > ea.low  # the intervals overlap
+    reps_a, reps_b = ra.replicates["gan_test_confidence"], rb.replicates["gan_test_confidence"]
+    assert reps_a.shape == reps_b.shape == (200,)
+    pair = decide_pair(ea.value, eb.value, reps_a, reps_b, confidence=0.95, n=600)
+    assert not pair.tied and pair.low > 0
+    assert set(ra.replicates) == {"gan_train", "gan_test_confidence", "mode_coverage"}
+    low, high = np.quantile(ra.replicates["mode_coverage"], [0.025, 0.975])
+    assert (low, high) == (ra.mode_coverage.fraction.low, ra.mode_coverage.fraction.high)
+    assert (
+        classifier_measures(target, labels, a, options=ClassifierOptions(bootstrap=0)).replicates
+        == {}
+    )

@@ -42,15 +42,17 @@ pseudo-labels. It depends on n (the paper uses 10,000 samples): compare only at 
 
 *Intervals*: seeded percentile bootstrap (``bootstrap`` resamples, ``confidence``) with the
 models fixed: accuracies over held-out rows, confidence and mode coverage over generated rows.
-They do not include the variation from retraining on other data.
+They do not include the variation from retraining on other data. The resamples depend only on
+the seed and the row count, so they are shared by every generator scored at the same seeds
+(``ClassifierReport.replicates``: paired differences).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import sklearn
@@ -299,6 +301,12 @@ class ClassifierReport:
     n_generated: int
     options: ClassifierOptions
     notes: tuple[str, ...] = ()
+    #: Bootstrap replicates, float64 [B], of ``gan_train``, ``gan_test_confidence`` and
+    #: ``mode_coverage`` (empty without bootstrap). Each resamples rows from a stream fixed by
+    #: ``options.seed`` and the row count, so two reports with equal counts (one target and
+    #: generators sampled at the same seeds) saw the same resamples: their differences are a
+    #: paired bootstrap, which ``advisor rank`` uses to decide ties.
+    replicates: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         def est(e: Estimate) -> dict[str, float | None]:
@@ -376,10 +384,13 @@ def classifier_measures(
 
     covered = mode_coverage(pseudo, k, min_count=o.min_count)
     coverage_reps = None
-    if o.bootstrap:
-        freq = np.bincount(pseudo, minlength=k) / len(pseudo)
-        draws = np.random.default_rng([o.seed, 4]).multinomial(len(pseudo), freq, size=o.bootstrap)
-        coverage_reps = (draws >= o.min_count).sum(axis=1) / k
+    if o.bootstrap:  # resampled generated rows: [B, n] counts @ one-hot classes [n, K]
+        n = len(pseudo)
+        rows = np.random.default_rng([o.seed, 4]).multinomial(n, np.full(n, 1.0 / n), o.bootstrap)
+        per_class = rows @ np.eye(k)[pseudo]
+        coverage_reps = (per_class >= o.min_count).sum(axis=1) / k
+    gan_train_reps = _mean_replicates(gan_hits, o, 2)
+    confidence_reps = _mean_replicates(confidence, o, 3)
 
     notes = []
     if len(np.unique(pseudo[pick_g])) < 2:
@@ -395,11 +406,9 @@ def classifier_measures(
             f"{n_test} held-out target images for {k} classes: GAN-train accuracies are coarse"
         )
     return ClassifierReport(
-        gan_train=_percentile(gan_hits, _mean_replicates(gan_hits, o, 2), o.confidence),
+        gan_train=_percentile(gan_hits, gan_train_reps, o.confidence),
         real_train=_percentile(real_hits, _mean_replicates(real_hits, o, 2), o.confidence),
-        gan_test_confidence=_percentile(
-            confidence, _mean_replicates(confidence, o, 3), o.confidence
-        ),
+        gan_test_confidence=_percentile(confidence, confidence_reps, o.confidence),
         mode_coverage=ModeCoverage(
             covered=covered,
             classes=k,
@@ -414,4 +423,13 @@ def classifier_measures(
         n_generated=len(g),
         options=o,
         notes=tuple(notes),
+        replicates={
+            name: reps
+            for name, reps in (
+                ("gan_train", gan_train_reps),
+                ("gan_test_confidence", confidence_reps),
+                ("mode_coverage", coverage_reps),
+            )
+            if reps is not None
+        },
     )

@@ -113,6 +113,10 @@ class InceptionScore:
     high: float | None = None
     confidence: float | None = None
     notes: tuple[str, ...] = ()
+    #: The score of each split, in split order. Splits hold the same rows (positions) for every
+    #: set of ``n`` rows, so two generators sampled at the same seeds have paired splits:
+    #: ``advisor rank --by is`` decides ties by a paired t-interval over them.
+    scores: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -122,6 +126,7 @@ class InceptionScore:
             "confidence": self.confidence,
             "std": self.std,
             "splits": self.splits,
+            "split_scores": list(self.scores),
             "n": self.n,
             "head": self.head,
             "comparable_with_published": self.comparable,
@@ -173,4 +178,5 @@ def score_logits(
         high=high,
         confidence=None if interval is None else confidence,
         notes=tuple(notes),
+        scores=tuple(float(v) for v in scores),
     )

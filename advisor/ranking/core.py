@@ -342,6 +342,7 @@ def ranked_rows(
             b.replicates,
             confidence=confidence,
             n=n,
+            method=a.pairing,
         )
         for a, b in zip(ranked[:-1], ranked[1:], strict=True)
     ]

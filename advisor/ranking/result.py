@@ -29,6 +29,10 @@ from advisor.ranking.select import Selection
 SHOWN_METRICS = ("recall", "precision", "fid", "kid", "density", "coverage")
 
 
+#: Measures ranked without paired replicates: their neighbours tie only on equal values.
+UNPAIRED = frozenset({"swd"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetInfo:
     """The target: what the user pointed at, its usable image count, skips and sizes."""
@@ -227,18 +231,20 @@ def recommendation(ranking: Ranking) -> str:
             if best.setting == "generated"
             else "."
         )
-    elif by in MEASURE_GROUP_OF:
+    elif by in UNPAIRED or not ranking.protocol.metrics.bootstrap:
         second = ranking.rows[1]
         margin = abs(est.value - second.estimate(by).value)
+        why = f"{by} has no paired bootstrap here" if by in UNPAIRED else "the bootstrap is off"
         text += (
-            f", ahead of {second.checkpoint} by {margin:.3g}; {by} has no paired bootstrap "
-            "here, so how sure that margin is remains undecided."
+            f", ahead of {second.checkpoint} by {margin:.3g}; {why}, so how sure that margin "
+            "is remains undecided."
         )
     else:
         second = ranking.rows[1]
         margin = abs(est.value - second.estimate(by).value)
+        test = "the paired t-test over splits" if by == "is" else "the paired bootstrap"
         text += (
-            f", ahead of {second.checkpoint} by {margin:.3g}, a margin the paired bootstrap "
+            f", ahead of {second.checkpoint} by {margin:.3g}, a margin {test} "
             f"separates at the {ranking.protocol.metrics.confidence} confidence."
         )
     if by == "recall":

@@ -41,6 +41,7 @@ from advisor.networks import Generator
 from advisor.progress import Progress
 from advisor.ranking.options import RankOptions
 from advisor.ranking.select import Candidate
+from advisor.ranking.ties import Pairing
 
 #: Errors a broken checkpoint file can raise from torch or numpy after advisor's own checks.
 _FILE_ERRORS = (OSError, ValueError, RuntimeError, KeyError, EOFError)
@@ -87,6 +88,8 @@ class Scored:
     preview: np.ndarray | None = None
     resolution: int | None = None
     other: OtherMeasures = OtherMeasures()
+    #: How ``replicates`` pair with another row's (:func:`advisor.ranking.ties.decide_pair`).
+    pairing: Pairing = "bootstrap"
 
 
 class SharedResamples:
@@ -120,7 +123,7 @@ def paired_replicates(
     """The ranking metric ``by`` on each shared resample: float64 [B] (``[0]`` without
     bootstrap). ``target`` is the reference [n1, D], ``candidate`` [n2, D]."""
     if resamples.count == 0 or by in MEASURE_GROUP_OF:
-        return np.zeros(0)  # the other measures have no paired replicates (yet)
+        return np.zeros(0)  # the other measures pair their own way: _other_replicates
     x, y = as_pair(target, candidate)
     w1, w2 = resamples.counts(len(x), 1), resamples.counts(len(y), 2)
     if by in ("recall", "precision"):
@@ -313,6 +316,9 @@ def _measure(
             resamples=ctx.resamples,
         )
         other = _other_measure(features, ctx, device, images)
+        pairing: Pairing = "bootstrap"
+        if ctx.options.by in MEASURE_GROUP_OF and ctx.options.metrics.bootstrap:
+            replicates, pairing = _other_replicates(other, ctx.options.by)
     except ValueError as err:
         return Skip(name=name, setting=setting, reason=f"metrics failed: {one_line(str(err))}")
     except AdvisorError as err:
@@ -335,6 +341,7 @@ def _measure(
         preview=preview,
         resolution=resolution,
         other=other,
+        pairing=pairing,
     )
 
 
@@ -350,16 +357,16 @@ def _other_measure(
     group = MEASURE_GROUP_OF.get(by)
     if group is None:
         return OtherMeasures()
-    note = (
-        f"no paired bootstrap for {by}: neighbours tie only when their values are equal, so "
-        "read close values as undecided"
-    )
     if group == "is":
         m = ctx.options.metrics
         confidence = m.confidence if m.bootstrap else None  # --bootstrap 0: no intervals
         score = inception_score_of(features, ctx.extractor, confidence=confidence, device=device)
-        return OtherMeasures(inception_score=score, notes=(note,))
+        return OtherMeasures(inception_score=score)
     if group == "swd":
+        note = (
+            "no paired bootstrap for swd (each replicate would be a whole SWD): neighbours tie "
+            "only when their values are equal, so read close values as undecided"
+        )
         assert ctx.target_images is not None and images is not None  # made for by=swd
         result = swd(ctx.target_images, images.pixels, options=ctx.options.other_options().swd)
         size = ctx.target_images.shape[-1]
@@ -369,7 +376,18 @@ def _other_measure(
     report = classifier_measures(
         ctx.target, ctx.labels, features, options=ctx.options.other_options().classifier_options()
     )
-    return OtherMeasures(classifier=report, notes=(note,))
+    return OtherMeasures(classifier=report)
+
+
+def _other_replicates(other: OtherMeasures, by: str) -> tuple[np.ndarray, Pairing]:
+    """The paired replicates of the other measure ``by``: the Inception Score's split scores
+    (paired by split), the classifier measures' bootstrap replicates (paired by resample);
+    none for SWD."""
+    if by == "is" and other.inception_score is not None:
+        return np.asarray(other.inception_score.scores, dtype=np.float64), "splits"
+    if other.classifier is not None and by in other.classifier.replicates:
+        return np.asarray(other.classifier.replicates[by], dtype=np.float64), "bootstrap"
+    return np.zeros(0), "bootstrap"
 
 
 class _NoStore(SampleFeatureStore):

@@ -1,8 +1,10 @@
-"""Ordering rows and deciding ties by a paired bootstrap.
+"""Ordering rows and deciding ties by a paired bootstrap (or paired splits).
 
 Two neighbours in the order are tied when the percentile interval (at the ranking's
 confidence) of the difference of their replicates under the SAME resamples contains 0 (see
-:mod:`advisor.ranking.score` for which rows are resampled per metric). Ties chain into groups:
+:mod:`advisor.ranking.score` for which rows are resampled per metric). The Inception Score
+pairs splits instead: the t-interval of the mean per-split difference (its own interval's
+method, applied to the difference). Ties chain into groups:
 if A~B and B~C, A, B and C form one group, and every member lists the others in ``tied_with``.
 
 How many samples would separate a tied pair: the bootstrap spread of a mean difference shrinks
@@ -18,8 +20,13 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from scipy import stats
+
+#: How a row's replicates pair with its neighbour's (see :func:`decide_pair`).
+Pairing = Literal["bootstrap", "splits"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,10 +56,15 @@ def decide_pair(
     *,
     confidence: float,
     n: int,
+    method: Pairing = "bootstrap",
 ) -> PairDecision:
     """Whether two neighbours are tied; ``n`` is the current set size per side.
 
-    Without replicates (bootstrap 0) rows are tied only when their values are equal.
+    ``method``: ``"bootstrap"`` (replicates under shared resamples: the percentile interval of
+    their differences) or ``"splits"`` (per-split scores of the same rows: the Student
+    t-interval of the mean of their differences, as the Inception Score's own interval).
+    Without replicates (bootstrap 0, or a measure without paired replicates) rows are tied only
+    when their values are equal.
     """
     difference = value_a - value_b
     count = min(len(replicates_a), len(replicates_b))
@@ -67,14 +79,20 @@ def decide_pair(
         return PairDecision(
             tied=True, difference=difference, low=None, high=None, samples_to_separate=None
         )
-    low, high = (float(q) for q in np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2]))
+    if method == "splits":
+        spread = float(diffs.std(ddof=1)) / math.sqrt(len(diffs))  # the mean's standard error
+        half = float(stats.t.ppf((1 + confidence) / 2, len(diffs) - 1)) * spread
+        low, high = float(diffs.mean()) - half, float(diffs.mean()) + half
+    else:
+        spread = float(diffs.std(ddof=1))  # the bootstrap spread is the estimate's error
+        low, high = (
+            float(q) for q in np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
+        )
     tied = low <= 0.0 <= high
     needed = None
-    if tied and difference != 0:
+    if tied and difference != 0 and spread > 0:
         z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
-        sd = float(diffs.std(ddof=1))
-        if sd > 0:
-            needed = max(n + 1, math.ceil(n * (z * sd / abs(difference)) ** 2))
+        needed = max(n + 1, math.ceil(n * (z * spread / abs(difference)) ** 2))
     return PairDecision(
         tied=tied, difference=difference, low=low, high=high, samples_to_separate=needed
     )
