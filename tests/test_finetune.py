@@ -516,9 +516,9 @@ def test_ddp_ctrl_c_reaching_one_process_stops_every_process_after_the_same_step
         "opts = FinetuneOptions(**json.loads(sys.argv[3]))\n"
         "res = run_finetune(sys.argv[1], sys.argv[2], run_dir=sys.argv[4], options=opts,\n"
         "                   device='cpu')\n"
-        "print(json.dumps({'rank': dist.get_rank(), 'stopped_by': res.stopped_by,\n"
-        "                  'nimg': res.trainer.nimg}), flush=True)\n"
-    )
+        "Path(sys.argv[5], f'end{dist.get_rank()}.json').write_text(json.dumps(\n"
+        "    {'rank': dist.get_rank(), 'stopped_by': res.stopped_by, 'nimg': res.trainer.nimg}))\n"
+    )  # one file per process: two processes printing to one pipe can interleave their lines
     options = {**FAST, "kimg": 10.0, "metric_every": None, "snapshot_every": 100.0}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                "2", str(script), str(source), str(target), json.dumps(options),
@@ -539,8 +539,7 @@ def test_ddp_ctrl_c_reaching_one_process_stops_every_process_after_the_same_step
     os.kill(int((tmp_path / "pid1").read_text()), signal.SIGINT)  # rank 1 only, mid-run
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    ends = sorted((json.loads(x) for x in out.splitlines() if x.startswith("{")),
-                  key=lambda e: e["rank"])  # fmt: skip
+    ends = [json.loads((tmp_path / f"end{rank}.json").read_text()) for rank in (0, 1)]
     assert [e["stopped_by"] for e in ends] == ["interrupt", "interrupt"]
     assert ends[0]["nimg"] == ends[1]["nimg"] < 10_000
     latest = json.loads((tmp_path / "run" / "snapshots" / "latest.json").read_text())
