@@ -173,7 +173,8 @@ def run_compare(request: CompareRequest, *, on_progress: Progress | None = None)
 
     Feature files are read first (cheap), so a protocol mismatch or a bad file fails before
     any image is decoded. Raises :class:`AdvisorError` on any user-facing problem.
-    ``on_progress``: receives each side's feature extraction (None: as :func:`compute_features`).
+    ``on_progress``: receives each side's feature extraction and any extractor weights download
+    (None: as :func:`compute_features`).
     """
     metric_options = request.metric_options()  # checked when the request was made
     sides: dict[str, FeatureSet | None] = {}
@@ -207,7 +208,7 @@ def run_compare(request: CompareRequest, *, on_progress: Progress | None = None)
         report = compare_features(reference.features, candidate.features, options=metric_options)
     except ValueError as err:
         raise AdvisorError(str(err)) from None
-    other = _other_measures(request, reference, candidate)
+    other = _other_measures(request, reference, candidate, on_progress)
     return CompareResult(
         reference=reference,
         candidate=candidate,
@@ -219,7 +220,10 @@ def run_compare(request: CompareRequest, *, on_progress: Progress | None = None)
 
 
 def _other_measures(
-    request: CompareRequest, reference: FeatureSet, candidate: FeatureSet
+    request: CompareRequest,
+    reference: FeatureSet,
+    candidate: FeatureSet,
+    on_progress: Progress | None = None,
 ) -> OtherMeasures:
     """The extra measures the request names; a measure these inputs cannot give (IS of
     features of unknown protocol, SWD with a feature file on either side) is left out with a
@@ -253,7 +257,7 @@ def _other_measures(
                 weights=request.weights,
                 precision=protocol.precision,
                 offline=request.extraction.offline,
-                progress=request.extraction.progress,
+                progress=on_progress if on_progress is not None else request.extraction.progress,
             )
             device = str(resolve_device(request.extraction.device))
             confidence = o.confidence if o.bootstrap else None  # --bootstrap 0: no intervals

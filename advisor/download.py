@@ -183,6 +183,7 @@ def fetch(
     offline: bool | None = None,
     require_commit: bool = False,
     timeout: float = 30.0,
+    task: str | None = None,
 ) -> str:
     """Make ``dest`` a verified copy of ``source`` (an HTTP(S) URL or a :class:`HubFile`);
     return its sha256.
@@ -192,8 +193,8 @@ def fetch(
     refuses a Hub revision that is not a 40-hex commit. Raises a one-line
     :class:`AdvisorError` when offline and nothing is in place, on network failures (a partial
     download is kept for the next try) and on a hash mismatch (the bad file is deleted).
-    ``progress``: True draws a bar, False nothing, and a callback receives the transfer as the
-    task ``download NAME`` in bytes (see :mod:`advisor.progress`).
+    ``progress``: True draws a bar, False nothing, and a callback receives the transfer in
+    bytes as ``task`` (default ``download DEST-NAME``; see :mod:`advisor.progress`).
     """
     dest = Path(dest)
     expected = sha256.lower() if sha256 is not None else None
@@ -209,9 +210,11 @@ def fetch(
         raise AdvisorError(f"offline: cannot download {where} (not cached)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(source, HubFile):
-        staged = _hub_download(source, dest.with_name(dest.name + ".hub"), progress=progress)
+        staged = _hub_download(source, dest.with_name(dest.name + ".hub"), progress=progress,
+                               task=task or f"download {dest.name}")  # fmt: skip
     else:
-        staged = _http_download(source, dest, progress=progress, timeout=timeout)
+        staged = _http_download(source, dest, progress=progress, timeout=timeout,
+                                task=task or f"download {dest.name}")  # fmt: skip
     actual = sha256_file(staged)
     if expected is not None and actual != expected:
         staged.unlink()
@@ -252,7 +255,7 @@ def _content_length(value: str | None, url: str) -> int | None:
     return int(text)
 
 
-def _http_download(url: str, dest: Path, *, progress: Reporting, timeout: float) -> Path:
+def _http_download(url: str, dest: Path, *, progress: Reporting, timeout: float, task: str) -> Path:
     """Download ``url`` into ``dest.part`` (resuming it); return the complete ``.part``."""
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
@@ -272,7 +275,7 @@ def _http_download(url: str, dest: Path, *, progress: Reporting, timeout: float)
                     f"download of {url} is {total} bytes, over advisor's limit of "
                     f"{MAX_DOWNLOAD_BYTES >> 30} GiB"
                 )
-            bar = tqdm_class(progress, f"download {dest.name}")(
+            bar = tqdm_class(progress, task)(
                 total=total, initial=start, unit="B", unit_scale=True, desc=dest.name
             )
             window_start, window_bytes = time.monotonic(), 0
@@ -311,7 +314,7 @@ def _http_download(url: str, dest: Path, *, progress: Reporting, timeout: float)
     return part
 
 
-def _hub_download(file: HubFile, staging: Path, *, progress: Reporting) -> Path:
+def _hub_download(file: HubFile, staging: Path, *, progress: Reporting, task: str) -> Path:
     """``hf_hub_download`` of ``file`` into ``staging`` (where it keeps its partial files and
     metadata); returns the downloaded file, still unverified."""
     import huggingface_hub
@@ -324,7 +327,7 @@ def _hub_download(file: HubFile, staging: Path, *, progress: Reporting) -> Path:
             revision=file.revision,
             local_dir=staging,
             endpoint=os.environ.get("HF_ENDPOINT") or None,
-            tqdm_class=tqdm_class(progress, f"download {Path(file.file).name}"),
+            tqdm_class=tqdm_class(progress, task),
         )
     except LocalEntryNotFoundError:
         raise AdvisorError(

@@ -11,7 +11,7 @@ A task's events are: one with ``done == 0`` when it starts, one after each step,
 Functions that only ever drew a bar or not take a :data:`Reporting`: ``True`` (tqdm bars),
 ``False`` (nothing) or a :data:`Progress` callback. Downloads report in bytes (unit ``"B"``)
 under the task ``download NAME``; a fine-tune reports its own richer events
-(:class:`advisor.finetuning.loop.TrainingEvent`), each of which converts to a
+(:class:`advisor.finetuning.events.TrainingEvent`), each of which converts to a
 :class:`ProgressEvent`.
 """
 
@@ -124,13 +124,6 @@ def default_progress(enabled: bool) -> Progress | None:
     return TqdmProgress() if enabled else None
 
 
-def as_progress(reporting: Reporting) -> Progress | None:
-    """The callback a :data:`Reporting` stands for: itself, tqdm bars (True) or None (False)."""
-    if isinstance(reporting, bool):
-        return default_progress(reporting)
-    return reporting
-
-
 def tqdm_class(reporting: Reporting, task: str) -> type[tqdm]:
     """A tqdm class for code that makes its own bars (``hf_hub_download(tqdm_class=...)``, the
     HTTP download loop): plain tqdm (True), one that never draws (False), or one that draws
@@ -143,14 +136,34 @@ def tqdm_class(reporting: Reporting, task: str) -> type[tqdm]:
 
     class _Reporting(_QuietTqdm):
         # A disabled tqdm keeps almost none of its arguments: keep what the events need here.
+        # ``total`` is a property because callers grow it after the start (huggingface_hub's
+        # Xet downloads learn the size late). ``update_transfer`` makes huggingface_hub feed
+        # one bar (bytes written; network bytes are dropped) instead of making two bars under
+        # this one task name.
+        _total: int | None = None
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            total = kwargs.get("total")
-            self._total = int(total) if isinstance(total, int | float) else None
+            self.total = kwargs.get("total")
             self._unit = str(kwargs.get("unit") or "it")
             self._done = int(kwargs.get("initial") or 0)
             self._closed = False
             callback(self._event())
+
+        @property  # type: ignore[override]
+        def total(self) -> int | None:
+            return self._total
+
+        @total.setter
+        def total(self, value: object) -> None:
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            self._total = int(value) if ok else None  # type: ignore[arg-type]
+
+        def update_transfer(self, n: float | None = 1) -> None:
+            del n  # network bytes: progress counts the bytes written
+
+        def set_transfer_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+            del args, kwargs
 
         def _event(self, *, finished: bool = False) -> ProgressEvent:
             return ProgressEvent(task=task, done=self._done, total=self._total,

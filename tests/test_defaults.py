@@ -34,7 +34,7 @@ def _defaults(cls: type) -> dict[str, object]:
     ("command", "libraries"),
     [
         ("finetune", (FinetuneOptions,)),
-        ("compare", (CompareRequest, MetricOptions)),
+        ("compare", (CompareRequest, MetricOptions, ExtractionOptions)),
         ("rank", (RankOptions, MetricOptions)),
     ],
 )

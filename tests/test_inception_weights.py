@@ -262,17 +262,13 @@ def test_a_hub_mirror_on_a_branch_is_refused(cache, server, monkeypatch):
         extractor_protocol("inception", progress=False)
 
 
-def test_every_shipped_hub_mirror_is_pinned_to_a_commit():
-    assert all(m.pinned for m in inception.INCEPTION_HUB_MIRRORS)
-
-
 def test_a_labs_own_hub_mirror_from_the_environment_is_downloaded_and_verified(
     cache, server, monkeypatch
 ):
     monkeypatch.setattr(inception, "INCEPTION_URLS", (server.url + ".missing",))
     with hub({("lab/fid-weights", INCEPTION_FILENAME): FAKE}) as log:
         monkeypatch.setenv("HF_ENDPOINT", log[0])
-        monkeypatch.setenv("ADVISOR_INCEPTION_HUB", f"lab/fid-weights@{COMMIT}")
+        monkeypatch.setenv("ADVISOR_INCEPTION_HUB", f"lab/fid-weights@{COMMIT.upper()}")
         proto = extractor_protocol("inception", progress=False)
     assert proto.comparable and (cache / INCEPTION_FILENAME).read_bytes() == FAKE
     assert any(f"/lab/fid-weights/resolve/{COMMIT}/{INCEPTION_FILENAME}" in line for line in log)
@@ -280,7 +276,11 @@ def test_a_labs_own_hub_mirror_from_the_environment_is_downloaded_and_verified(
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("lab/fid-weights", "owner/name@COMMIT"), ("lab/fid-weights@main", "not a 40-hex commit")],
+    [
+        ("lab/fid-weights", "ADVISOR_INCEPTION_HUB must be owner/name@COMMIT"),
+        ("lab/fid-weights@main", "ADVISOR_INCEPTION_HUB: 'main' is not a 40-hex commit"),
+        (f"../up@{COMMIT}", "ADVISOR_INCEPTION_HUB: hf repo must look like"),
+    ],
 )
 def test_a_hub_mirror_in_the_environment_must_name_a_commit(
     cache, server, monkeypatch, value, message
@@ -289,3 +289,11 @@ def test_a_hub_mirror_in_the_environment_must_name_a_commit(
     monkeypatch.setenv("ADVISOR_INCEPTION_HUB", value)
     with pytest.raises(AdvisorError, match=message):
         extractor_protocol("inception", progress=False)
+
+
+def test_a_bad_hub_mirror_in_the_environment_does_not_stop_the_official_download(
+    cache, server, monkeypatch
+):
+    monkeypatch.setenv("ADVISOR_INCEPTION_HUB", "not a mirror")
+    assert extractor_protocol("inception", progress=False).comparable  # the URL served it
+    assert len(server.requests) == 1

@@ -107,3 +107,34 @@ def test_decoding_reports_files_as_its_own_task(tmp_path):
         ("decode imgs", 0, False), ("decode imgs", 1, False), ("decode imgs", 2, False),
         ("decode imgs", 3, False), ("decode imgs", 3, True),
     ]  # fmt: skip
+
+
+def test_a_xet_hub_download_reports_one_task_that_finishes_once():
+    # huggingface_hub's Xet downloads make their bars from tqdm_class; with the caller's
+    # callback they must feed one task (bytes written, not network bytes), whose total may
+    # arrive late, and which finishes once at the end.
+    from types import SimpleNamespace
+
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+
+    from advisor.progress import tqdm_class
+
+    events: list[ProgressEvent] = []
+    bars = tqdm_class(events.append, "download demo.pkl")
+    reporter = XetDownloadProgressReporter(
+        reconstruction_desc="demo.pkl", total=None, log_level=20, tqdm_class=bars
+    )
+    for written, received in [(0, 300), (400, 500), (1000, 600)]:
+        reporter.update_progress(
+            SimpleNamespace(
+                total_bytes_completed=written,
+                total_transfer_bytes_completed=received,
+                total_bytes=1000,
+                total_bytes_completion_rate=None,
+                total_transfer_bytes_completion_rate=None,
+            )  # fmt: skip
+        )
+    reporter.close()
+    assert [(e.done, e.total, e.finished) for e in events] == [
+        (0, None, False), (400, 1000, False), (1000, 1000, False), (1000, 1000, True),
+    ]  # fmt: skip

@@ -561,3 +561,19 @@ def test_the_compare_page_plots_each_distinct_comparison_once(tmp_path):
     for i in range(dashboard._CURVES_KEPT + 1):  # the cache stays bounded
         dashboard._curves_image([run(float(i))], "fid", ["c"], plot)
     assert len(dashboard._CURVES) == dashboard._CURVES_KEPT
+
+
+def test_service_messages_name_job_parameters_not_cli_flags():
+    from advisor.serve.jobs import service_words
+
+    assert service_words("--source-data takes NAME=DIR", "rank") == "source_data takes NAME=DIR"
+    assert service_words("with --checkpoint NAME or --all", "rank") == (
+        "with checkpoints NAME or include_all"
+    )
+    assert service_words("--checkpoint x: use --d-init random", "finetune") == (
+        "checkpoint x: use d_init random"
+    )
+    # What the user sent, quoted, and other programs' flags stay as they are.
+    assert service_words("'/data/--target/x' is outside", "rank") == "'/data/--target/x' is outside"
+    assert service_words("trained with --cfg=stylegan2", "rank") == "trained with --cfg=stylegan2"
+    assert service_words("pass --overwrite", "rank") == "pass --overwrite"  # no such parameter

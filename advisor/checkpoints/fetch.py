@@ -199,7 +199,8 @@ def _fetch(
 ) -> str:
     """:func:`advisor.download.fetch` with Hub errors named after the record."""
     try:
-        return fetch(source, dest, sha256=expected, offline=offline, progress=progress)
+        return fetch(source, dest, sha256=expected, offline=offline, progress=progress,
+                     task=f"download {record.name}")  # fmt: skip
     except AdvisorError as err:
         if isinstance(source, HubFile):
             raise AdvisorError(f"{record.name}: {err}") from None

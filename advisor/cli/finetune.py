@@ -54,9 +54,7 @@ def _echo(event: TrainingEvent) -> None:
         parts += [f"{k} {v[k]:.4g}" for k in ("loss_g", "loss_d", "r1", "ada_p") if k in v]
         click.echo("  ".join(parts), err=True)
     else:
-        values = "  ".join(
-            f"{k} {v[k]:.4g}" for k in ("fid", "kid", "recall", "coverage") if k in v
-        )
+        values = "  ".join(f"{k} {x:.4g}" for k, x in v.items())  # every tracked metric
         click.echo(f"kimg {event.kimg:.2f}  {values}", err=True)
 
 

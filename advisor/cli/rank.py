@@ -40,7 +40,14 @@ from advisor.ranking.probe_report import (
     ProbeReport,
     probe_recommendation,
 )
-from advisor.ranking.result import SHOWN_METRICS, Ranking, RankRow, format_estimate, recommendation
+from advisor.ranking.result import (
+    SHOWN_METRICS,
+    Ranking,
+    RankRow,
+    format_estimate,
+    interval_rule,
+    recommendation,
+)
 from advisor.sampling import MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -340,7 +347,8 @@ def format_ranking(ranking: Ranking) -> str:
     confidence = ranking.protocol.metrics.confidence
     text.append(
         f"ranked by {by} ({'lower' if ranking.protocol.lower_is_better else 'higher'} is "
-        f"better); [low, high] = {confidence} bootstrap interval; rows sharing a tie letter "
+        f"better); [low, high] = {confidence} "
+        f"{interval_rule(by, ranking.protocol.metrics.bootstrap)}; rows sharing a tie letter "
         "cannot be told apart at that confidence"
     )
     for skip in ranking.skipped:

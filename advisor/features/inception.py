@@ -18,8 +18,10 @@ another hash is used with a warning: its FIDs are not comparable with published 
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -73,7 +75,10 @@ def hub_mirrors() -> tuple[HubFile, ...]:
     repo, at, revision = value.rpartition("@")
     if not at:
         raise AdvisorError(f"${INCEPTION_HUB_ENV} must be owner/name@COMMIT, got {value!r}")
-    mirror = HubFile(repo=repo, file=INCEPTION_FILENAME, revision=revision)
+    try:
+        mirror = HubFile(repo=repo, file=INCEPTION_FILENAME, revision=revision.lower())
+    except AdvisorError as err:
+        raise AdvisorError(f"${INCEPTION_HUB_ENV}: {err}") from None
     if not mirror.pinned:
         raise AdvisorError(
             f"${INCEPTION_HUB_ENV}: {revision!r} is not a 40-hex commit (a branch or tag can move)"
@@ -83,7 +88,8 @@ def hub_mirrors() -> tuple[HubFile, ...]:
 
 _WAYS_OUT = (
     f"pass a local copy of {INCEPTION_FILENAME} with --extractor-weights PATH "
-    f"(or ${INCEPTION_WEIGHTS_ENV}), or use --extractor efficientnet-lite0"
+    f"(or ${INCEPTION_WEIGHTS_ENV}), name a Hub mirror in ${INCEPTION_HUB_ENV}, or use "
+    "--extractor efficientnet-lite0"
 )
 
 
@@ -309,6 +315,10 @@ class InceptionV3Features(FeatureExtractor):
         return _cached_or_downloaded(offline=offline, progress=progress)
 
 
+def _later(make: Callable[[], Iterable[HubFile]]) -> Iterator[HubFile]:
+    yield from make()
+
+
 def _local_weights(path: Path) -> WeightsFile:
     if not path.is_file():
         raise AdvisorError(
@@ -335,7 +345,9 @@ def _cached_or_downloaded(*, offline: bool | None, progress: Reporting) -> Weigh
     if is_offline(offline):
         raise AdvisorError(f"offline and no cached FID Inception weights: {_WAYS_OUT}")
     failures = []
-    for source in (*INCEPTION_URLS, *hub_mirrors()):
+    # The mirrors are read only when the URLs have failed: a typo in $ADVISOR_INCEPTION_HUB
+    # does not stop a download the official source can serve.
+    for source in itertools.chain(INCEPTION_URLS, _later(hub_mirrors)):
         try:
             fetch(
                 source,

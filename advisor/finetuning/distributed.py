@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,26 @@ def join_group() -> Distributed:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend=backend)
     return Distributed(rank=torch.distributed.get_rank(), world_size=world)
+
+
+@contextmanager
+def joined(dist: Distributed | None) -> Iterator[Distributed]:
+    """The group a run uses: ``dist`` as given, else torchrun's, joined here and, when this
+    call created it, left at the end (also on failure), as torch asks of every process
+    (``destroy_process_group`` before it exits). A caller that wants the group after the run
+    makes it first (``init_process_group``) and leaves it itself."""
+    if dist is not None:
+        yield dist
+        return
+    made_here = (
+        int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized()
+    )
+    group = join_group()
+    try:
+        yield group
+    finally:
+        if made_here and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def rank_device(device: torch.device, dist: Distributed) -> torch.device:

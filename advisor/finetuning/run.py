@@ -37,7 +37,7 @@ from advisor import __version__
 from advisor.checkpoints.format import Checkpoint, checkpoint_paths, load_checkpoint
 from advisor.devices import resolve_device
 from advisor.errors import AdvisorError
-from advisor.finetuning.distributed import Distributed, barrier, join_group, rank_device
+from advisor.finetuning.distributed import Distributed, barrier, joined, rank_device
 from advisor.finetuning.events import TrainingProgress
 from advisor.finetuning.folder import RunFolder, now, read_jsonl, rewrite_jsonl, write_json
 from advisor.finetuning.inputs import (
@@ -70,12 +70,39 @@ def run_finetune(
 
     ``run_dir`` must not hold a run already (resume it with :func:`resume_finetune`). Every
     check (options, checkpoint, architecture, target images, device) runs before training.
+    Under torchrun the processes join the group (and leave it at the end, see
+    :func:`~advisor.finetuning.distributed.joined`) unless ``dist`` is given.
     """
+    with joined(dist) as group:
+        return _start(
+            checkpoint,
+            target,
+            run_dir=run_dir,
+            options=options,
+            device=device,
+            registry_files=registry_files,
+            offline=offline,
+            progress=progress,
+            dist=group,
+        )
+
+
+def _start(
+    checkpoint: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    run_dir: str | os.PathLike[str],
+    options: FinetuneOptions,
+    device: str,
+    registry_files: Sequence[str | os.PathLike[str]],
+    offline: bool | None,
+    progress: TrainingProgress | None,
+    dist: Distributed,
+) -> RunResult:
     from advisor.checkpoints.resolve import open_checkpoint
     from advisor.checkpoints.resolve import resolve as resolve_spec
     from advisor.download import sha256_file
 
-    dist = dist or join_group()
     folder = RunFolder(run_dir)
     if folder.config.exists():
         raise AdvisorError(f"{folder.path} already holds a run; resume it with --resume")
@@ -147,10 +174,22 @@ def resume_finetune(
     progress: TrainingProgress | None = None,
     dist: Distributed | None = None,
 ) -> RunResult:
-    """Continue the run in ``run_dir`` from its last complete snapshot (``kimg``: a new total)."""
+    """Continue the run in ``run_dir`` from its last complete snapshot (``kimg``: a new total);
+    the torchrun group as for :func:`run_finetune`."""
+    with joined(dist) as group:
+        return _resume(run_dir, kimg=kimg, device=device, progress=progress, dist=group)
+
+
+def _resume(
+    run_dir: str | os.PathLike[str],
+    *,
+    kimg: float | None,
+    device: str,
+    progress: TrainingProgress | None,
+    dist: Distributed,
+) -> RunResult:
     import dataclasses
 
-    dist = dist or join_group()
     folder = RunFolder(run_dir)
     try:
         config = json.loads(folder.config.read_text())

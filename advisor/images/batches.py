@@ -126,6 +126,7 @@ def load_images(
     strict: bool = False,
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    on_progress: Progress | None = None,
 ) -> tuple[np.ndarray, LoadReport]:
     """All images of a source (or ``ImageSet``) as one uint8 [N, 3, H, W] RGB array, and the
     report of what was skipped; see ``iter_batches``."""
@@ -134,7 +135,13 @@ def load_images(
     )
     report = LoadReport()
     batches = iter_batches(
-        image_set, size=size, strict=strict, workers=workers, max_pixels=max_pixels, report=report
+        image_set,
+        size=size,
+        strict=strict,
+        workers=workers,
+        max_pixels=max_pixels,
+        report=report,
+        on_progress=on_progress,
     )
     return np.concatenate([batch.images.numpy() for batch in batches]), report
 

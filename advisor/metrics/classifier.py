@@ -384,10 +384,10 @@ def classifier_measures(
 
     covered = mode_coverage(pseudo, k, min_count=o.min_count)
     coverage_reps = None
-    if o.bootstrap:  # resampled generated rows: [B, n] counts @ one-hot classes [n, K]
+    if o.bootstrap:  # resampled generated rows: each replicate's per-class counts
         n = len(pseudo)
         rows = np.random.default_rng([o.seed, 4]).multinomial(n, np.full(n, 1.0 / n), o.bootstrap)
-        per_class = rows @ np.eye(k)[pseudo]
+        per_class = np.stack([np.bincount(pseudo, weights=r, minlength=k) for r in rows])
         coverage_reps = (per_class >= o.min_count).sum(axis=1) / k
     gan_train_reps = _mean_replicates(gan_hits, o, 2)
     confidence_reps = _mean_replicates(confidence, o, 3)

@@ -33,6 +33,28 @@ SHOWN_METRICS = ("recall", "precision", "fid", "kid", "density", "coverage")
 UNPAIRED = frozenset({"swd"})
 
 
+def tie_rule(by: str, bootstrap: int) -> str:
+    """How neighbours ranked by ``by`` are decided tied, in words (``rank.json``'s rule)."""
+    if not bootstrap:
+        return "no bootstrap: neighbours tie only when their values are equal"
+    if by in UNPAIRED:
+        return f"{by} has no paired replicates: neighbours tie only when their values are equal"
+    if by == "is":
+        return "paired t-interval of neighbours' per-split score differences at the confidence"
+    return "paired bootstrap of neighbours over shared resamples at the confidence"
+
+
+def interval_rule(by: str, bootstrap: int) -> str:
+    """What a row's ``[low, high]`` is when ranked by ``by``, in words."""
+    if not bootstrap:
+        return "no intervals (no bootstrap)"
+    if by == "is":
+        return "t-interval over the splits"
+    if by in UNPAIRED:
+        return f"no interval for {by}"
+    return "bootstrap interval"
+
+
 @dataclass(frozen=True, kw_only=True)
 class TargetInfo:
     """The target: what the user pointed at, its usable image count, skips and sizes."""
@@ -86,7 +108,7 @@ class RankProtocol:
             "sampler_version": self.sampler_version,
             "extractor": self.extractor.to_dict(),
             "metrics": self.metrics.to_dict(),
-            "tie_rule": "paired bootstrap of neighbours over shared resamples at the confidence",
+            "tie_rule": tie_rule(self.by, self.metrics.bootstrap),
             "devices": list(self.devices),
         }
 
@@ -223,8 +245,9 @@ def recommendation(ranking: Ranking) -> str:
         )
         if best.samples_to_separate is not None:
             text += (
-                f", and about {best.samples_to_separate:,} images per side (target and samples) "
-                "would be needed to separate the top two"
+                f", and about {best.samples_to_separate:,} images per side"
+                f"{'' if by in MEASURE_GROUP_OF else ' (target and samples)'} would be needed "
+                "to separate the top two"
             )
         text += (
             "; --probe separates them by short fine-tunes, at the cost of about one fine-tune."

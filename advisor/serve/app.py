@@ -50,7 +50,7 @@ from advisor.paths import confined
 from advisor.serve import worker
 from advisor.serve.auth import token_matches
 from advisor.serve.dashboard import COOKIE, add_dashboard
-from advisor.serve.jobs import Roots, parse_params, service_words, to_json
+from advisor.serve.jobs import Roots, parse_params, to_json
 from advisor.serve.scheduler import Scheduler, job_dir
 from advisor.serve.store import (
     KINDS,
@@ -198,7 +198,7 @@ def create_app(options: ServeOptions) -> FastAPI:
     @app.exception_handler(AdvisorError)
     async def _advisor_error(request: Request, err: AdvisorError) -> JSONResponse:
         status = 413 if isinstance(err, UploadTooLarge) else 422
-        return JSONResponse({"detail": one_line(service_words(str(err)))}, status_code=status)
+        return JSONResponse({"detail": one_line(str(err))}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:

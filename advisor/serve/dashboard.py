@@ -243,8 +243,14 @@ _CURVES_LOCK = threading.Lock()
 def _curves_image(runs: Sequence[Any], metric: str, labels: list[str], plot: Callable) -> str:
     """The curves of ``runs`` as a PNG data URL, plotted once per distinct content."""
     shown = [
-        ([(m.kimg, m.metrics.get(metric)) for m in run.metrics], len(run.stats)) for run in runs
-    ]  # the metric's points, and how many ticks of the loss-only signal (its lower panel)
+        (
+            [(m.kimg, m.metrics.get(metric)) for m in run.metrics],
+            len(run.stats),
+            run.stats[-1] if run.stats else None,
+        )
+        for run in runs
+    ]  # the metric's points, and the ticks of the loss-only signal (its lower panel): their
+    # count and the last one, since a resumed run rewrites the ticks after its snapshot
     key = hashlib.sha256(json.dumps([metric, labels, shown], default=str).encode()).hexdigest()
     with _CURVES_LOCK:
         if key in _CURVES:

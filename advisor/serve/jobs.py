@@ -117,7 +117,7 @@ class CompareParams:
         try:
             groups = parse_measures(self.metrics)
         except ValueError as err:
-            raise AdvisorError(service_words(str(err))) from None
+            raise AdvisorError(str(err)) from None
 
         return CompareRequest(
             reference=self.reference,
@@ -259,10 +259,27 @@ def parse_params(
 ) -> CompareParams | RankParams | FinetuneParams:
     """Validate ``params`` of a ``kind`` job completely (types, ranges, names, paths).
 
-    Raises :class:`AdvisorError` with one line naming the first bad parameter. Paths come back
-    absolute and confined; checkpoint names in ``registry_names`` are kept as names; a
-    finetune's ``devices`` must fit the server's ``devices`` (see :func:`device_group`).
+    Raises :class:`AdvisorError` with one line naming the first bad parameter, in the
+    service's words (:func:`service_words`). Paths come back absolute and confined; checkpoint
+    names in ``registry_names`` are kept as names; a finetune's ``devices`` must fit the
+    server's ``devices`` (see :func:`device_group`).
     """
+    try:
+        return _parse_params(
+            kind, params, roots=roots, registry_names=registry_names, devices=devices
+        )
+    except AdvisorError as err:
+        raise AdvisorError(service_words(str(err), kind)) from None
+
+
+def _parse_params(
+    kind: str,
+    params: object,
+    *,
+    roots: Roots,
+    registry_names: Sequence[str] = (),
+    devices: Sequence[str] = ("cpu",),
+) -> CompareParams | RankParams | FinetuneParams:
     if kind not in PARAMS:
         raise AdvisorError(f"unknown job kind {kind!r}; choose one of {', '.join(PARAMS)}")
     if not isinstance(params, dict):
@@ -444,25 +461,35 @@ def from_json(kind: str, stored: dict[str, Any]) -> CompareParams | RankParams |
 
 # --------------------------------------------------------------------------- messages
 #: Command-line flags whose job parameter is not the flag's own name with ``_`` for ``-``.
-_RENAMED_FLAGS = {"checkpoint": "checkpoints", "tag": "tags", "all": "include_all"}
+_RENAMED_FLAGS = {"tag": "tags", "all": "include_all"}
+#: A quoted value in a message (a path, a name as the user sent it): never rewritten.
+_QUOTED = re.compile(r"""(?<!\w)('[^']*'|"[^"]*")(?!\w)""")
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)(?![\w=-])")
 
 
-def _job_parameters() -> frozenset[str]:
+def _job_parameters(kind: str | None) -> frozenset[str]:
     from advisor.finetuning.options import FinetuneOptions
 
-    names = {f.name for cls in PARAMS.values() for f in dataclasses.fields(cls)}
-    return frozenset(names | {f.name for f in dataclasses.fields(FinetuneOptions)})
+    kinds = [kind] if kind in PARAMS else list(PARAMS)
+    names = {f.name for k in kinds for f in dataclasses.fields(PARAMS[k])}
+    if "finetune" in kinds:
+        names |= {f.name for f in dataclasses.fields(FinetuneOptions)}
+    return frozenset(names)
 
 
-def service_words(message: str) -> str:
-    """A library message in the service's words: ``--source-data`` becomes ``source_data``,
-    ``--checkpoint`` becomes ``checkpoints``, for every flag that is a job parameter; other
-    text (another program's ``--cfg=stylegan2``) is left as it is."""
-    known = _job_parameters()
+def service_words(message: str, kind: str | None = None) -> str:
+    """A library message in the service's words: a ``--flag`` that is a parameter of a
+    ``kind`` job (None: of any job) becomes that parameter's name (``--source-data`` ->
+    ``source_data``; ``--checkpoint`` -> ``checkpoints`` for rank, ``checkpoint`` for
+    finetune). Quoted values and other programs' flags (``--cfg=stylegan2``) are kept."""
+    known = _job_parameters(kind)
 
     def word(match: re.Match[str]) -> str:
         flag = match.group(1)
         name = _RENAMED_FLAGS.get(flag, flag.replace("-", "_"))
+        if flag == "checkpoint" and "checkpoints" in known and "checkpoint" not in known:
+            name = "checkpoints"
         return name if name in known else match.group(0)
 
-    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)(?![\w=-])", word, message)
+    parts = _QUOTED.split(message)  # odd positions: the quoted values, kept as they are
+    return "".join(p if i % 2 else _FLAG.sub(word, p) for i, p in enumerate(parts))

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     except AdvisorError as err:
         from advisor.serve.jobs import service_words
 
-        return _fail(job_dir, one_line(service_words(str(err))))
+        return _fail(job_dir, one_line(service_words(str(err), _kind(job_dir))))
     except MemoryError:
         return _fail(job_dir, "out of memory")
     except OSError as err:
@@ -301,6 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         text = " ".join(str(err).split())[:300]
         return _fail(job_dir, f"unexpected {type(err).__name__}: {text} (see the job's log)")
     return 0
+
+
+def _kind(job_dir: Path) -> str | None:
+    """The job's kind from its job.json (None when it cannot be read)."""
+    try:
+        kind = json.loads((job_dir / JOB_FILE).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
 
 
 def _fail(job_dir: Path, reason: str) -> int:
