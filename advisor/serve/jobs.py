@@ -265,49 +265,39 @@ def parse_params(
     server's ``devices`` (see :func:`device_group`).
     """
     try:
-        return _parse_params(
-            kind, params, roots=roots, registry_names=registry_names, devices=devices
-        )
-    except AdvisorError as err:
-        raise AdvisorError(service_words(str(err), kind)) from None
-
-
-def _parse_params(
-    kind: str,
-    params: object,
-    *,
-    roots: Roots,
-    registry_names: Sequence[str] = (),
-    devices: Sequence[str] = ("cpu",),
-) -> CompareParams | RankParams | FinetuneParams:
-    if kind not in PARAMS:
-        raise AdvisorError(f"unknown job kind {kind!r}; choose one of {', '.join(PARAMS)}")
-    if not isinstance(params, dict):
-        raise AdvisorError("params must be a JSON object")
-    if kind == "finetune":
-        return _parse_finetune(params, roots=roots, registry_names=registry_names, devices=devices)
-    parsed = _typed(PARAMS[kind], params)
-    if isinstance(parsed, CompareParams):
+        if kind not in PARAMS:
+            raise AdvisorError(f"unknown job kind {kind!r}; choose one of {', '.join(PARAMS)}")
+        if not isinstance(params, dict):
+            raise AdvisorError("params must be a JSON object")
+        if kind == "finetune":
+            return _parse_finetune(
+                params, roots=roots, registry_names=registry_names, devices=devices
+            )
+        parsed = _typed(PARAMS[kind], params)
+        if isinstance(parsed, CompareParams):
+            parsed = dataclasses.replace(
+                parsed,
+                reference=roots.confine(parsed.reference, what="reference"),
+                candidate=roots.confine(parsed.candidate, what="candidate"),
+            )
+            parsed.request()
+            return parsed
+        assert isinstance(parsed, RankParams)
+        if len(parsed.checkpoints) > MAX_ITEMS:
+            raise AdvisorError(f"checkpoints: at most {MAX_ITEMS} per job")
         parsed = dataclasses.replace(
             parsed,
-            reference=roots.confine(parsed.reference, what="reference"),
-            candidate=roots.confine(parsed.candidate, what="candidate"),
+            target=roots.confine(parsed.target, what="target"),
+            checkpoints=tuple(
+                _checkpoint(c, roots=roots, registry_names=registry_names)
+                for c in parsed.checkpoints
+            ),
+            source_data=tuple(_source_data(text, roots=roots) for text in parsed.source_data),
         )
-        parsed.request()
+        parsed.options()
         return parsed
-    assert isinstance(parsed, RankParams)
-    if len(parsed.checkpoints) > MAX_ITEMS:
-        raise AdvisorError(f"checkpoints: at most {MAX_ITEMS} per job")
-    parsed = dataclasses.replace(
-        parsed,
-        target=roots.confine(parsed.target, what="target"),
-        checkpoints=tuple(
-            _checkpoint(c, roots=roots, registry_names=registry_names) for c in parsed.checkpoints
-        ),
-        source_data=tuple(_source_data(text, roots=roots) for text in parsed.source_data),
-    )
-    parsed.options()
-    return parsed
+    except AdvisorError as err:
+        raise AdvisorError(service_words(str(err), kind)) from None
 
 
 def _source_data(text: str, *, roots: Roots) -> str:
