@@ -1,6 +1,7 @@
 """Tables and plots from the evidence benchmark's results (``benchmarks/transfer.py``).
 
     python benchmarks/transfer_report.py RESULTS.json [RESULTS.json ...] [--readme README.md]
+        [--held-out TARGET ...]
 
 For each ``FILE.json``: ``FILE.md`` (the target's tables), ``FILE-scores.png`` (each predictor's
 score against the final FID after fine-tuning, one panel per predictor) and ``FILE-curves.png``
@@ -291,9 +292,11 @@ def write_target_report(doc: Mapping[str, Any], json_path: Path) -> Path:
     return md
 
 
-def summary_markdown(docs: Sequence[Mapping[str, Any]]) -> str:
+def summary_markdown(docs: Sequence[Mapping[str, Any]], held_out: Sequence[str] = ()) -> str:
     """The predictors over every target (:func:`benchmarks.evidence.across_targets`) and the
-    default the evidence chooses, as markdown."""
+    default the evidence chooses, as markdown. ``held_out``: targets the default rule was not
+    written on; the rule is then also applied to the other targets alone, and the default it
+    chose there is scored on the held-out ones (the out-of-sample test of the rule)."""
     from benchmarks.evidence import across_targets
 
     targets = {target_name(d): d["analysis"] for d in docs}
@@ -333,17 +336,40 @@ def summary_markdown(docs: Sequence[Mapping[str, Any]]) -> str:
     lines.append(
         "The evidence's default (the rule in `benchmarks/evidence.py:across_targets`: among the "
         "`generated` predictors, whose pick is optimal on every target, the highest mean "
-        f"Spearman): {f'`{chosen}`' if chosen else 'none qualifies'}. The rule was written "
-        "after these targets' first results, so only targets it has not seen can test it."
+        f"Spearman): {f'`{chosen}`' if chosen else 'none qualifies'}."
     )
+    seen = [t for t in names if t not in held_out]
+    unseen = [t for t in names if t in held_out]
+    if not unseen:
+        lines[-1] += (
+            " The rule was written after these targets' first results, so only targets it has "
+            "not seen can test it."
+        )
+        return "\n".join(lines) + "\n"
+    before = across_targets({t: targets[t] for t in seen})["evidence_default"]
+    lines += [
+        "",
+        f"**Held out**: the rule was written on {', '.join(f'`{t}`' for t in seen)} "
+        f"and chose `{before}` there; {', '.join(f'`{t}`' for t in unseen)} "
+        f"{'was' if len(unseen) == 1 else 'were'} measured after, to test that choice:",
+    ]
+    row = next((p for p in summary["predictors"] if p["name"] == before), None)
+    for t in unseen:
+        found = None if row is None else row["targets"].get(t)
+        if found is None:
+            lines.append(f"- `{t}`: `{before}` could not be scored.")
+        else:
+            verdict = "optimal" if found["optimal"] else "not optimal"
+            lines.append(f"- `{t}`: `{before}` has Spearman {_num(found['spearman'])}, its pick "
+                         f"is {verdict}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, json_paths: Sequence[Path]) -> Path:
-    """Replace the generated part of ``readme`` with a summary over every results file and one
-    section per results file."""
+def update_readme(readme: Path, json_paths: Sequence[Path], held_out: Sequence[str] = ()) -> Path:
+    """Replace the generated part of ``readme`` with a summary over every results file (see
+    :func:`summary_markdown` for ``held_out``) and one section per results file."""
     docs = [json.loads(Path(path).read_text(encoding="utf-8")) for path in json_paths]
-    sections = [summary_markdown(docs)] if len(docs) > 1 else []
+    sections = [summary_markdown(docs, held_out)] if len(docs) > 1 else []
     for path, doc in zip(json_paths, docs, strict=True):
         write_target_report(doc, Path(path))
         stem = Path(path).with_suffix("")
@@ -366,13 +392,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--readme", type=Path, default=None)
+    parser.add_argument(
+        "--held-out",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="a target (folder name) the default rule was not written on (repeatable)",
+    )
     args = parser.parse_args(argv)
     for path in args.results:
         if not path.is_file():
             print(f"error: no such results file: {path}", file=sys.stderr)
             return 1
     if args.readme is not None:
-        print(f"updated {update_readme(args.readme, args.results)}")
+        print(f"updated {update_readme(args.readme, args.results, args.held_out)}")
     else:
         for path in args.results:
             doc = json.loads(path.read_text(encoding="utf-8"))

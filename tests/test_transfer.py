@@ -424,3 +424,22 @@ def test_bad_inputs_are_one_line_errors(world, tmp_path, capsys):
         == 1
     )
     assert "NAME=DIR" in capsys.readouterr().err
+
+
+def test_summary_scores_the_rules_choice_on_held_out_targets():
+    def doc(name, **predictors):
+        rows = [{"name": k.replace("__", "/"), "spearman": v[0], "optimal": v[1]}
+                for k, v in predictors.items()]  # fmt: skip
+        return {"config": {"target": {"path": f"/data/{name}"}}, "analysis": {"predictors": rows}}
+
+    docs = [
+        doc("a", generated__coverage=(0.6, True), generated__fid=(0.9, False)),
+        doc("b", generated__coverage=(0.7, True), generated__fid=(0.8, True)),
+        doc("c", generated__coverage=(0.1, False), generated__fid=(0.9, True)),
+    ]
+    text = transfer_report.summary_markdown(docs, held_out=["c"])
+    assert "the rule was written on `a`, `b` and chose `generated/coverage` there" in text
+    assert "- `c`: `generated/coverage` has Spearman 0.10, its pick is not optimal." in text
+    # Over all three targets, the rule would now choose nothing: no predictor is optimal on all.
+    assert "Spearman): none qualifies." in text
+    assert "only targets it has not seen" in transfer_report.summary_markdown(docs[:2])
