@@ -94,3 +94,13 @@ def test_there_is_no_import_cycle_between_modules():
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles
+
+
+def test_imports_are_absolute_so_this_reading_sees_them_all():
+    relative = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in ROOT.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert not relative, relative
