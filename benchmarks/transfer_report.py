@@ -333,24 +333,28 @@ def summary_markdown(docs: Sequence[Mapping[str, Any]], held_out: Sequence[str] 
         "",
     ]
     chosen = summary["evidence_default"]
-    lines.append(
-        "The evidence's default (the rule in `benchmarks/evidence.py:across_targets`: among the "
-        "`generated` predictors, whose pick is optimal on every target, the highest mean "
-        f"Spearman): {f'`{chosen}`' if chosen else 'none qualifies'}."
-    )
     seen = [t for t in names if t not in held_out]
     unseen = [t for t in names if t in held_out]
+    subject = "Applied to every target, the rule" if unseen else "The evidence's default"
+    lines.append(
+        f"{subject} (`benchmarks/evidence.py:across_targets`: among the `generated` predictors "
+        "whose pick is optimal on every target, the highest mean Spearman) "
+        f"{'chooses ' if unseen else 'is '}{f'`{chosen}`' if chosen else 'none'}."
+    )
     if not unseen:
         lines[-1] += (
             " The rule was written after these targets' first results, so only targets it has "
             "not seen can test it."
         )
         return "\n".join(lines) + "\n"
+    from advisor.ranking import DEFAULT_BY
+
     before = across_targets({t: targets[t] for t in seen})["evidence_default"]
     lines += [
         "",
         f"**Held out**: the rule was written on {', '.join(f'`{t}`' for t in seen)} "
-        f"and chose `{before}` there; {', '.join(f'`{t}`' for t in unseen)} "
+        f"and chose `{before}` there (`advisor rank`'s default is `{DEFAULT_BY}`); "
+        f"{', '.join(f'`{t}`' for t in unseen)} "
         f"{'was' if len(unseen) == 1 else 'were'} measured after, to test that choice:",
     ]
     row = next((p for p in summary["predictors"] if p["name"] == before), None)

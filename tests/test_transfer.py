@@ -438,8 +438,11 @@ def test_summary_scores_the_rules_choice_on_held_out_targets():
         doc("c", generated__coverage=(0.1, False), generated__fid=(0.9, True)),
     ]
     text = transfer_report.summary_markdown(docs, held_out=["c"])
-    assert "the rule was written on `a`, `b` and chose `generated/coverage` there" in text
+    assert "the rule was written on `a`, `b` and chose `generated/coverage` there (" in text
     assert "- `c`: `generated/coverage` has Spearman 0.10, its pick is not optimal." in text
     # Over all three targets, the rule would now choose nothing: no predictor is optimal on all.
-    assert "Spearman): none qualifies." in text
+    assert (
+        "Applied to every target, the rule" in text
+        and "highest mean Spearman) chooses none." in text
+    )
     assert "only targets it has not seen" in transfer_report.summary_markdown(docs[:2])
