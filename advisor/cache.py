@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import platformdirs
 
@@ -188,3 +189,17 @@ def read_small_file(path: str | os.PathLike[str], max_bytes: int = MAX_CACHE_JSO
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` ready for strict JSON: non-finite floats become None, mappings dicts with
+    string keys, tuples lists, paths strings (``json.dumps(..., allow_nan=False)`` then holds)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

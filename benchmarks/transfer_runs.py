@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # imported by the script: make ``benchmarks`` importable
     sys.path.insert(0, str(REPO))
 
-from advisor.cache import atomic_write_bytes  # noqa: E402
+from advisor.cache import atomic_write_bytes, json_safe  # noqa: E402
 from advisor.checkpoints.registry import (  # noqa: E402
     CheckpointRecord,
     Registry,
@@ -173,22 +173,9 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- the JSON
-def clean(value: Any) -> Any:
-    """JSON-ready: non-finite floats become None, tuples lists, paths strings."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def save(path: Path, doc: Mapping[str, Any]) -> None:
     """Write ``doc`` atomically (a kill leaves the previous complete file)."""
-    text = json.dumps(clean(doc), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode())
 
 
@@ -202,7 +189,7 @@ def load_doc(path: Path, config: Mapping[str, Any]) -> dict[str, Any]:
         raise AdvisorError(
             f"{path} cannot be read as results ({one_line(str(err))[:100]})"
         ) from None
-    if not isinstance(doc, dict) or doc.get("config") != clean(config):
+    if not isinstance(doc, dict) or doc.get("config") != json_safe(config):
         raise AdvisorError(
             f"{path} holds results of another configuration (target, zoo or options); "
             "write to another --out"

@@ -11,6 +11,7 @@ import math
 import pytest
 
 import advisor.finetuning.run as finetune_run
+from advisor.cache import json_safe
 from advisor.errors import AdvisorError
 from benchmarks import evidence, transfer, transfer_report, transfer_runs
 from tests.conftest import write_images
@@ -311,7 +312,7 @@ def test_a_benchmark_stopped_mid_run_resumes_skips_finished_runs_and_reports(
     assert za_snapshot.stat().st_mtime_ns == written and "za: finished, skipped" in logs
 
     saved = json.loads(out.read_text())
-    assert saved["analysis"] == json.loads(json.dumps(transfer_runs.clean(doc["analysis"])))
+    assert saved["analysis"] == json.loads(json.dumps(json_safe(doc["analysis"])))
     analysis = saved["analysis"]
     assert analysis["complete"] and sorted(analysis["true_order"]) == ["za", "zb"]
     for key in ("za", "zb", "scratch"):

@@ -45,6 +45,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from advisor import __version__
+from advisor.cache import json_safe
 from advisor.errors import AdvisorError, one_line
 from advisor.paths import confined
 from advisor.serve import worker
@@ -342,7 +343,7 @@ def create_app(options: ServeOptions) -> FastAPI:
     @app.get("/checkpoints", dependencies=auth)
     def checkpoints() -> list[dict[str, Any]]:
         """The server's registry (built in, ``$ADVISOR_REGISTRY``, ``--registry``)."""
-        return [worker.json_safe(record.to_dict()) for record in service().registry()]
+        return [json_safe(record.to_dict()) for record in service().registry()]
 
     add_dashboard(app, data=options.data, token=options.token, service=service)
     return app

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import math
 import os
 import shutil
 import signal
@@ -39,7 +38,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from advisor.cache import atomic_write_bytes
+from advisor.cache import atomic_write_bytes, json_safe
 from advisor.errors import AdvisorError, one_line
 
 if TYPE_CHECKING:
@@ -76,19 +75,6 @@ def die_with_parent() -> None:
 def group_rank() -> tuple[int, int]:
     """``(RANK, LOCAL_RANK)`` of this process in a torchrun group; ``(0, 0)`` alone."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float as None and tuples as lists (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_json(path: Path, doc: Any) -> None:
