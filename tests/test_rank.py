@@ -28,7 +28,7 @@ from advisor.features.samples import (
     sample_features,
 )
 from advisor.metrics import MetricOptions
-from advisor.ranking import default_samples, rank
+from advisor.ranking import DEFAULT_BY, default_samples, rank
 from advisor.ranking.spread import assign, run_spread
 from advisor.ranking.ties import decide_pair, tie_groups
 from tests.conftest import write_images
@@ -201,7 +201,7 @@ def test_offline_registry_ranks_usable_entries_and_skips_the_rest(zoo):
     protocol = data["protocol"]
     assert protocol["n_samples"] == 12 and protocol["seeds"] == "0-11"
     assert protocol["noise_mode"] == "random" and protocol["truncation_psi"] == 1.0
-    assert protocol["extractor"]["extractor"] == LITE and protocol["by"] == "coverage"
+    assert protocol["extractor"]["extractor"] == LITE and protocol["by"] == DEFAULT_BY == "fid"
     # the report folder is self-contained
     index = (out / "index.html").read_text()
     assert index.count("data:image/png;base64,") >= 5

@@ -143,7 +143,7 @@ def test_analysis_of_a_hand_made_document():
     assert by["generated/fid"]["pick"] == "b" and by["generated/fid"]["regret"] == 1.0
     assert by["generated/fid"]["spearman"] == pytest.approx(0.8)
     assert by["probe/fid"]["optimal"] is False and by["probe/fid"]["cost_s"] == 30.0
-    assert out["default_predictor"] == "generated/coverage"  # rank's default, by the evidence
+    assert out["default_predictor"] == "generated/fid"  # rank's default, by the evidence
     assert out["meeting_the_bar"] == ["generated/recall"] and not out["default_meets_the_bar"]
     alt = out["truth_alternatives"]
     assert alt["final_kid"]["same_order"] and alt["final_recall"]["spearman"] == pytest.approx(1)

@@ -275,11 +275,11 @@ def recommendation(ranking: Ranking) -> str:
             " Recall is the transfer paper's recipe (how much of your target the "
             f"{what}'s samples cover); check coverage too, which is robust to scattered samples."
         )
-    elif by == "coverage":
+    elif by == "fid":
         text += (
-            " Coverage (the fraction of your images with a sample inside their k-nearest-"
-            "neighbour ball) is advisor's default because it predicted the best fine-tune best in "
-            "advisor's evidence benchmark; recall, the transfer paper's recipe, is --by recall."
+            " FID is advisor's default because its pick was within 5% of the best fine-tune on "
+            "every target of advisor's evidence benchmark; recall, the transfer paper's recipe, "
+            "is --by recall."
         )
     if ranking.skipped:
         text += f" {len(ranking.skipped)} source(s) could not be ranked (see skipped)."
