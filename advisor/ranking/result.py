@@ -24,35 +24,32 @@ from advisor.metrics.other import MEASURE_GROUP_OF, OtherMeasures
 from advisor.ranking.options import LOWER_IS_BETTER, Metric, Setting
 from advisor.ranking.score import Skip, Timings
 from advisor.ranking.select import Selection
+from advisor.ranking.ties import pairing_of
 
 #: Metrics in the order rows show them.
 SHOWN_METRICS = ("recall", "precision", "fid", "kid", "density", "coverage")
 
 
-#: Measures ranked without paired replicates: their neighbours tie only on equal values.
-UNPAIRED = frozenset({"swd"})
-
-
 def tie_rule(by: str, bootstrap: int) -> str:
     """How neighbours ranked by ``by`` are decided tied, in words (``rank.json``'s rule)."""
+    pairing = pairing_of(by)
     if not bootstrap:
         return "no bootstrap: neighbours tie only when their values are equal"
-    if by in UNPAIRED:
+    if pairing is None:
         return f"{by} has no paired replicates: neighbours tie only when their values are equal"
-    if by == "is":
+    if pairing == "splits":
         return "paired t-interval of neighbours' per-split score differences at the confidence"
     return "paired bootstrap of neighbours over shared resamples at the confidence"
 
 
 def interval_rule(by: str, bootstrap: int) -> str:
     """What a row's ``[low, high]`` is when ranked by ``by``, in words."""
+    pairing = pairing_of(by)
     if not bootstrap:
         return "no intervals (no bootstrap)"
-    if by == "is":
-        return "t-interval over the splits"
-    if by in UNPAIRED:
+    if pairing is None:
         return f"no interval for {by}"
-    return "bootstrap interval"
+    return "t-interval over the splits" if pairing == "splits" else "bootstrap interval"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,10 +251,10 @@ def recommendation(ranking: Ranking) -> str:
             if best.setting == "generated"
             else "."
         )
-    elif by in UNPAIRED or not ranking.protocol.metrics.bootstrap:
+    elif pairing_of(by) is None or not ranking.protocol.metrics.bootstrap:
         second = ranking.rows[1]
         margin = abs(est.value - second.estimate(by).value)
-        why = f"{by} has no paired bootstrap here" if by in UNPAIRED else "the bootstrap is off"
+        why = "the bootstrap is off" if pairing_of(by) else f"{by} has no paired bootstrap here"
         text += (
             f", ahead of {second.checkpoint} by {margin:.3g}; {why}, so how sure that margin "
             "is remains undecided."
@@ -265,7 +262,8 @@ def recommendation(ranking: Ranking) -> str:
     else:
         second = ranking.rows[1]
         margin = abs(est.value - second.estimate(by).value)
-        test = "the paired t-test over splits" if by == "is" else "the paired bootstrap"
+        splits = pairing_of(by) == "splits"
+        test = "the paired t-test over splits" if splits else "the paired bootstrap"
         text += (
             f", ahead of {second.checkpoint} by {margin:.3g}, a margin {test} "
             f"separates at the {ranking.protocol.metrics.confidence} confidence."

@@ -41,7 +41,7 @@ from advisor.networks import Generator
 from advisor.progress import Progress
 from advisor.ranking.options import RankOptions
 from advisor.ranking.select import Candidate
-from advisor.ranking.ties import Pairing
+from advisor.ranking.ties import Pairing, pairing_of
 
 #: Errors a broken checkpoint file can raise from torch or numpy after advisor's own checks.
 _FILE_ERRORS = (OSError, ValueError, RuntimeError, KeyError, EOFError)
@@ -308,17 +308,16 @@ def _measure(
     start = time.perf_counter()
     try:
         report = compare_features(ctx.target, features, options=ctx.options.metrics)
-        replicates = paired_replicates(
-            ctx.target,
-            features,
-            by=ctx.options.by,
-            options=ctx.options.metrics,
-            resamples=ctx.resamples,
-        )
         other = _other_measure(features, ctx, device, images)
-        pairing: Pairing = "bootstrap"
-        if ctx.options.by in MEASURE_GROUP_OF and ctx.options.metrics.bootstrap:
-            replicates, pairing = _other_replicates(other, ctx.options.by)
+        by = ctx.options.by
+        if by not in MEASURE_GROUP_OF:
+            replicates = paired_replicates(
+                ctx.target, features, by=by, options=ctx.options.metrics, resamples=ctx.resamples
+            )
+        elif ctx.options.metrics.bootstrap:
+            replicates = _other_replicates(other, by)
+        else:  # --bootstrap 0: no replicates for any metric
+            replicates = np.zeros(0)
     except ValueError as err:
         return Skip(name=name, setting=setting, reason=f"metrics failed: {one_line(str(err))}")
     except AdvisorError as err:
@@ -341,7 +340,7 @@ def _measure(
         preview=preview,
         resolution=resolution,
         other=other,
-        pairing=pairing,
+        pairing=pairing_of(ctx.options.by) or "bootstrap",
     )
 
 
@@ -379,15 +378,15 @@ def _other_measure(
     return OtherMeasures(classifier=report)
 
 
-def _other_replicates(other: OtherMeasures, by: str) -> tuple[np.ndarray, Pairing]:
-    """The paired replicates of the other measure ``by``: the Inception Score's split scores
-    (paired by split), the classifier measures' bootstrap replicates (paired by resample);
-    none for SWD."""
+def _other_replicates(other: OtherMeasures, by: str) -> np.ndarray:
+    """The paired replicates of the other measure ``by`` (see
+    :func:`advisor.ranking.ties.pairing_of`): the Inception Score's split scores, the
+    classifier measures' bootstrap replicates; none for SWD."""
     if by == "is" and other.inception_score is not None:
-        return np.asarray(other.inception_score.scores, dtype=np.float64), "splits"
+        return np.asarray(other.inception_score.scores, dtype=np.float64)
     if other.classifier is not None and by in other.classifier.replicates:
-        return np.asarray(other.classifier.replicates[by], dtype=np.float64), "bootstrap"
-    return np.zeros(0), "bootstrap"
+        return np.asarray(other.classifier.replicates[by], dtype=np.float64)
+    return np.zeros(0)
 
 
 class _NoStore(SampleFeatureStore):

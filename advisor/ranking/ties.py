@@ -27,6 +27,14 @@ from scipy import stats
 
 #: How a row's replicates pair with its neighbour's (see :func:`decide_pair`).
 Pairing = Literal["bootstrap", "splits"]
+#: Ranking metrics that do not pair by the bootstrap: the Inception Score pairs its splits,
+#: SWD has no paired replicates (None: neighbours tie only on equal values).
+_PAIRING: dict[str, Pairing | None] = {"is": "splits", "swd": None}
+
+
+def pairing_of(by: str) -> Pairing | None:
+    """How rows ranked by ``by`` are paired to decide ties (None: they are not)."""
+    return _PAIRING.get(by, "bootstrap")
 
 
 @dataclass(frozen=True, kw_only=True)
