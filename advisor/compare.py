@@ -23,6 +23,7 @@ from advisor.features.pipeline import (
     resolve_device,
 )
 from advisor.metrics import MetricOptions, MetricReport, compare_features
+from advisor.metrics.classifier import DEFAULT_MIN_COUNT
 from advisor.metrics.other import MEASURE_GROUPS, OtherMeasures
 from advisor.progress import Progress
 
@@ -67,7 +68,7 @@ class CompareRequest:
     seed: int = 0
     metrics: tuple[str, ...] = ()
     classes: int | None = None
-    min_count: int = 10
+    min_count: int = DEFAULT_MIN_COUNT
 
     def __post_init__(self) -> None:
         self.metric_options()

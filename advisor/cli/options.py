@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from advisor.features.pipeline import ExtractionOptions
+from advisor.metrics import MetricOptions
+from advisor.metrics.classifier import DEFAULT_MIN_COUNT
 from advisor.progress import TqdmProgress
 
 if TYPE_CHECKING:
@@ -113,14 +116,14 @@ def metric_options(*, ties: bool = False) -> Decorator:
             click.option(
                 "--k-pr",
                 type=click.IntRange(min=1),
-                default=3,
+                default=MetricOptions.k_pr,
                 show_default=True,
                 help="k for precision and recall (Kynkaanniemi et al.).",
             ),
             click.option(
                 "--k-dc",
                 type=click.IntRange(min=1),
-                default=5,
+                default=MetricOptions.k_dc,
                 show_default=True,
                 help="k for density and coverage (Naeem et al.).",
             ),
@@ -129,12 +132,12 @@ def metric_options(*, ties: bool = False) -> Decorator:
                 type=click.IntRange(min=0),
                 default=None,
                 help=f"Bootstrap resamples for confidence intervals{decides} (0: none).  "
-                "[default: 200]",
+                f"[default: {MetricOptions.bootstrap}]",
             ),
             click.option(
                 "--confidence",
                 type=click.FloatRange(0.5, 0.999),
-                default=0.95,
+                default=MetricOptions.confidence,
                 show_default=True,
                 help=f"Confidence of the intervals{decides}.",
             ),
@@ -157,7 +160,7 @@ def classifier_options(role: str) -> Decorator:
             click.option(
                 "--min-count",
                 type=click.IntRange(min=1),
-                default=10,
+                default=DEFAULT_MIN_COUNT,
                 show_default=True,
                 help="Mode coverage: a class counts as covered with at least this many samples.",
             ),
@@ -185,7 +188,7 @@ def feature_options(func: F) -> F:
         ),
         precision_option(default=None, show_default="fp32"),
         device_option(default="auto", help="cpu, cuda, cuda:N, auto."),
-        batch_size_option(default=64),
+        batch_size_option(default=ExtractionOptions.batch_size),
         workers_option("Image decoding processes (0 = in this process). Default: up to 4."),
         click.option("--strict", is_flag=True, help="Treat any skipped (bad) file as an error."),
         no_cache_option(),

@@ -10,6 +10,7 @@ from advisor.devices import AUTO, resolve_device
 from advisor.errors import AdvisorError
 from advisor.features import check_extractor, check_precision
 from advisor.metrics import MetricOptions
+from advisor.metrics.classifier import DEFAULT_MIN_COUNT
 from advisor.metrics.directions import METRIC_MODES
 from advisor.metrics.other import MEASURE_GROUP_OF
 from advisor.networks import NOISE_MODES
@@ -113,7 +114,7 @@ class RankOptions:
     truncation_psi: float = 1.0
     metrics: MetricOptions = field(default_factory=MetricOptions)
     classes: int | None = None
-    min_count: int = 10
+    min_count: int = DEFAULT_MIN_COUNT
     cache: bool = True
     offline: bool | None = None
     progress: bool = True
