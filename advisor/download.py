@@ -209,12 +209,12 @@ def fetch(
     if is_offline(offline):
         raise AdvisorError(f"offline: cannot download {where} (not cached)")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    task = task or f"download {dest.name}"
+    staging = dest.with_name(dest.name + ".hub")  # the Hub's partial files and metadata
     if isinstance(source, HubFile):
-        staged = _hub_download(source, dest.with_name(dest.name + ".hub"), progress=progress,
-                               task=task or f"download {dest.name}")  # fmt: skip
+        staged = _hub_download(source, staging, progress=progress, task=task)
     else:
-        staged = _http_download(source, dest, progress=progress, timeout=timeout,
-                                task=task or f"download {dest.name}")  # fmt: skip
+        staged = _http_download(source, dest, progress=progress, timeout=timeout, task=task)
     actual = sha256_file(staged)
     if expected is not None and actual != expected:
         staged.unlink()
@@ -224,7 +224,7 @@ def fetch(
         )
     os.replace(staged, dest)
     if isinstance(source, HubFile):  # the staging folder only held this file's Hub metadata
-        shutil.rmtree(dest.with_name(dest.name + ".hub"), ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return actual
 
 

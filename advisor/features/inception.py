@@ -18,10 +18,9 @@ another hash is used with a warning: its FIDs are not comparable with published 
 
 from __future__ import annotations
 
-import itertools
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -315,8 +314,11 @@ class InceptionV3Features(FeatureExtractor):
         return _cached_or_downloaded(offline=offline, progress=progress)
 
 
-def _later(make: Callable[[], Iterable[HubFile]]) -> Iterator[HubFile]:
-    yield from make()
+def _sources() -> Iterator[str | HubFile]:
+    """The URLs, then the Hub mirrors. The mirrors are read only when every URL has failed: a
+    typo in $ADVISOR_INCEPTION_HUB does not stop a download the official source can serve."""
+    yield from INCEPTION_URLS
+    yield from hub_mirrors()
 
 
 def _local_weights(path: Path) -> WeightsFile:
@@ -345,9 +347,7 @@ def _cached_or_downloaded(*, offline: bool | None, progress: Reporting) -> Weigh
     if is_offline(offline):
         raise AdvisorError(f"offline and no cached FID Inception weights: {_WAYS_OUT}")
     failures = []
-    # The mirrors are read only when the URLs have failed: a typo in $ADVISOR_INCEPTION_HUB
-    # does not stop a download the official source can serve.
-    for source in itertools.chain(INCEPTION_URLS, _later(hub_mirrors)):
+    for source in _sources():
         try:
             fetch(
                 source,
